@@ -1,0 +1,1 @@
+"""crisisbot core: domain, storage, playbook and rendering. Knows no chat platform."""

@@ -1,0 +1,426 @@
+"""The incident lifecycle: every action checks, changes, records a timeline event and commits.
+
+Actions return an Outcome: what to tell the person privately, what to post, which
+standing messages changed. Handlers post only after the change is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from bot import commands, permissions
+from bot.clock import Clock, system_clock
+from bot.db import Database
+from bot.errors import Refusal
+from bot.messages import Message
+from bot.models import ChecklistItem, Incident, PostedMessage, RoleAssignment, TimelineEvent, WorkspaceCounter
+from bot.naming import channel_name
+from bot.playbook import INCIDENT_PHASES, Playbook
+from bot.texts import Texts, channel_link, mention
+from bot.views import Views
+
+log = logging.getLogger(__name__)
+ITEM_STATES = {"item.done": "done", "item.skip": "skipped", "item.reopen": "open"}
+
+
+@dataclass
+class Outcome:
+    incident_id: int
+    ref: str
+    channel_id: str | None = None
+    private: str | None = None                          # answered only to the person who acted
+    notices: list[str] = field(default_factory=list)    # new messages in the incident channel
+    updates: list[Message] = field(default_factory=list)  # standing messages to edit in place
+    topic: str | None = None
+    announcement: str | None = None                     # for the announcement channel
+    invite: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A started incident that still needs its channel; the handler creates it, then calls opened()."""
+
+    incident_id: int
+    ref: str
+    number: int
+    created_at: datetime
+    title: str
+    channel_id: str | None  # set when a retried request finds the incident already open
+
+    def channel_name(self, attempt: int = 1) -> str:
+        return channel_name(self.created_at.date(), self.number, self.title, attempt)
+
+
+class Core:
+    def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
+                 clock: Clock = system_clock, texts: Texts | None = None):
+        self.db = db
+        self.playbook = playbook
+        self.language = language
+        self.clock = clock
+        self.texts = texts or Texts()
+        self.views = Views(playbook, self.texts)
+
+    # -- texts ---------------------------------------------------------------------------
+
+    def explain(self, refusal: Refusal, language: str | None = None) -> str:
+        return self.texts.get(language or self.language, refusal.text, **refusal.values)
+
+    def say(self, text: str, language: str | None = None, /, **values) -> str:
+        return self.texts.get(language or self.language, text, **values)
+
+    def parse(self, text: str) -> commands.Command:
+        return commands.parse(text, self.playbook)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def incident_in_channel(self, workspace: str, channel_id: str) -> int | None:
+        with self.db.transaction() as s:
+            return s.scalar(select(Incident.id).where(
+                Incident.workspace_id == workspace, Incident.channel_id == channel_id))
+
+    def incident_by_ref(self, workspace: str, ref: str) -> int | None:
+        number = ref.upper().removeprefix("CRISIS-")
+        if not number.isdigit():
+            return None
+        with self.db.transaction() as s:
+            return s.scalar(select(Incident.id).where(
+                Incident.workspace_id == workspace, Incident.number == int(number)))
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start_incident(self, workspace: str, reporter: str, title: str, *, crisis_type: str | None = None,
+                       severity: int | None = None, description: str = "",
+                       request_key: str | None = None) -> Opening:
+        title = commands.check_title(title)
+        description = commands.check_description(description)
+        crisis_type = commands.parse_type(crisis_type, self.playbook)
+        severity = self.playbook.default_severity if severity is None else severity
+        if severity not in self.playbook.severity_by_level:
+            raise Refusal("unknown_severity", given=str(severity), levels=commands._levels(self.playbook))
+        # Two first incidents of a workspace, or a retried request, can race on a unique key; the retry wins.
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as s:
+                    return self._start(s, workspace, reporter, title, crisis_type, severity, description, request_key)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("start of %r raced another request; retrying", title)
+        raise AssertionError("unreachable")
+
+    def _start(self, s: Session, workspace, reporter, title, crisis_type, severity, description, request_key):
+        if request_key:
+            existing = s.scalar(select(Incident).where(
+                Incident.workspace_id == workspace, Incident.request_key == request_key))
+            if existing:
+                return self._opening(existing)
+        counter = s.get(WorkspaceCounter, workspace, with_for_update=True)
+        if counter is None:
+            counter = WorkspaceCounter(workspace_id=workspace, last_number=0)
+            s.add(counter)
+        counter.last_number += 1
+        now = self.clock()
+        incident = Incident(
+            workspace_id=workspace, number=counter.last_number, title=title, crisis_type=crisis_type,
+            severity=severity, phase="detected", description=description, reporter_id=reporter,
+            language=self.language, request_key=request_key, created_at=now,
+        )
+        language = self.language
+        position = 0
+        for step in self.playbook.checklist:
+            for item in step.items:
+                incident.items.append(ChecklistItem(
+                    key=item.key, step=step.key, position=position, owner_role=item.owner,
+                    title=item.title.get(language) or next(iter(item.title.values()))))
+                position += 1
+        # The reporter leads until they hand over: someone must hold decision authority from minute one.
+        incident.assignments.append(RoleAssignment(
+            role=self.playbook.lead_role, user_id=reporter, assigned_by=reporter, started_at=now))
+        s.add(incident)
+        s.flush()
+        self._event(s, incident, reporter, "incident.started", title=title, crisis_type=crisis_type,
+                    severity=severity, description=description)
+        self._event(s, incident, reporter, "role.assigned", role=self.playbook.lead_role, user=reporter,
+                    previous=None)
+        return self._opening(incident)
+
+    def _opening(self, incident: Incident) -> Opening:
+        return Opening(incident.id, incident.ref, incident.number, incident.created_at, incident.title,
+                       incident.channel_id)
+
+    def abandon_start(self, incident_id: int, reason: str) -> None:
+        """The channel could not be created: remove the incident so nothing half-made is left."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True)
+            if incident is None or incident.channel_id is not None:
+                return
+            counter = s.get(WorkspaceCounter, incident.workspace_id, with_for_update=True)
+            if counter is not None and counter.last_number == incident.number:
+                counter.last_number -= 1  # give the number back, so the next incident is not a gap
+            log.warning("abandoned %s %r: %s", incident.ref, incident.title, reason)
+            s.delete(incident)
+
+    def opened(self, incident_id: int, channel_id: str, channel_name: str) -> Outcome:
+        """The channel exists: record it and say what to post there and where to announce it."""
+        with self.db.transaction() as s:
+            incident = self._load(s, incident_id)
+            fresh = incident.channel_id is None
+            if fresh:
+                incident.channel_id, incident.channel_name = channel_id, channel_name
+                self._event(s, incident, incident.reporter_id, "channel.created",
+                            channel_id=channel_id, channel_name=channel_name)
+            severity = self.playbook.severity_by_level[incident.severity]
+            invite = list(dict.fromkeys([incident.reporter_id, *self.playbook.team.standing_members,
+                                         *severity.notify]))
+            out = self._outcome(incident, updates=self.views.standing(incident), topic=True, invite=invite)
+            out.private = self.say("started_private", incident.language, ref=incident.ref,
+                                   channel=channel_link(channel_id))
+            if fresh and severity.announce:
+                out.announcement = self.say(
+                    "announce_started", incident.language, ref=incident.ref, title=incident.title,
+                    severity=self.views.severity_label(incident), channel=channel_link(channel_id),
+                    reporter=mention(incident.reporter_id),
+                    notify=[mention(u) for u in severity.notify])
+            return out
+
+    # -- roles ---------------------------------------------------------------------------
+
+    def claim_role(self, incident_id: int, user: str, role: str) -> Outcome:
+        role = commands.parse_role(role, self.playbook)
+        with self.db.transaction() as s:
+            incident = self._load_live(s, incident_id)
+            holders = incident.holders(role)
+            if user in holders:
+                raise Refusal("role_already_yours", role=self.views.role_label(incident, role))
+            if holders:
+                raise Refusal("role_held", role=self.views.role_label(incident, role), holder=mention(holders[0]))
+            return self._assign(s, incident, user, role, by=user)
+
+    def assign_role(self, incident_id: int, actor: str, user: str, role: str) -> Outcome:
+        role = commands.parse_role(role, self.playbook)
+        with self.db.transaction() as s:
+            incident = self._load_live(s, incident_id)
+            if not permissions.may_assign(incident, actor, role, self.playbook.lead_role):
+                raise Refusal("not_permitted_assign", role=self.views.role_label(incident, role),
+                              lead=self._lead_mention(incident))
+            if user in incident.holders(role):
+                raise Refusal("role_already_held_by", role=self.views.role_label(incident, role),
+                              holder=mention(user))
+            return self._assign(s, incident, user, role, by=actor)
+
+    def _assign(self, s: Session, incident: Incident, user: str, role: str, by: str) -> Outcome:
+        now = self.clock()
+        previous = None
+        for assignment in incident.assignments:
+            if assignment.role == role and assignment.ended_at is None:
+                assignment.ended_at, previous = now, assignment.user_id
+        incident.assignments.append(RoleAssignment(role=role, user_id=user, assigned_by=by, started_at=now))
+        s.flush()
+        self._event(s, incident, by, "role.assigned", role=role, user=user, previous=previous)
+        label = self.views.role_label(incident, role)
+        if by == user:
+            notice = self.say("role_claimed", incident.language, user=mention(user), role=label)
+        else:
+            notice = self.say("role_assigned", incident.language, user=mention(user), role=label,
+                              by=mention(by), previous=mention(previous) if previous else None)
+        updates = [self.views.roster(incident), *self.views.checklist(incident)]
+        if role == self.playbook.lead_role:
+            updates.insert(0, self.views.header(incident))
+        return self._outcome(incident, notices=[notice], updates=updates, invite=[user])
+
+    # -- checklist -----------------------------------------------------------------------
+
+    def set_item(self, incident_id: int, user: str, item_key: str, action: str) -> Outcome:
+        state = ITEM_STATES.get(action)
+        if state is None:
+            raise Refusal("malformed_request")
+        with self.db.transaction() as s:
+            incident = self._load_live(s, incident_id)
+            item = next((i for i in incident.items if i.key == item_key), None)
+            if item is None:
+                raise Refusal("unknown_item", given=item_key)
+            if not permissions.may_change_item(incident, user, item, self.playbook.lead_role):
+                raise Refusal("not_permitted_item", item=item.title,
+                              role=self.views.role_label(incident, item.owner_role),
+                              lead=self._lead_mention(incident))
+            if item.state == state:
+                # A double click or a retried delivery: already so, nothing to change.
+                return self._outcome(incident, private=self.say(
+                    "item_already", incident.language, item=item.title, state=state))
+            before, now = item.state, self.clock()
+            item.state, item.changed_by, item.changed_at = state, user, now
+            kind = {"done": "item.done", "skipped": "item.skipped", "open": "item.reopened"}[state]
+            self._event(s, incident, user, kind, item=item.key, title=item.title, previous=before)
+            updates = [self.views.checklist_step(incident, item.step)]
+            notices = []
+            step = next(st for st in self.playbook.checklist if st.key == item.step)
+            if state == "done" and _later(step.incident_phase, incident.phase):
+                notices.append(self._change_phase(s, incident, user, step.incident_phase, auto=True))
+            updates.insert(0, self.views.header(incident))
+            return self._outcome(incident, notices=notices, updates=updates, topic=bool(notices))
+
+    # -- severity, phase, resolve ----------------------------------------------------------
+
+    def set_severity(self, incident_id: int, user: str, level: int) -> Outcome:
+        with self.db.transaction() as s:
+            incident = self._load_live(s, incident_id)
+            self._require_lead(incident, user, "severity")
+            if level not in self.playbook.severity_by_level:
+                raise Refusal("unknown_severity", given=str(level), levels=commands._levels(self.playbook))
+            if level == incident.severity:
+                return self._outcome(incident, private=self.say(
+                    "severity_unchanged", incident.language, severity=self.views.severity_label(incident)))
+            before = incident.severity
+            old_label = self.views.severity_label(incident)
+            incident.severity = level
+            self._event(s, incident, user, "severity.changed", previous=before, severity=level)
+            new_label = self.views.severity_label(incident)
+            severity = self.playbook.severity_by_level[level]
+            notice = self.say("severity_changed", incident.language, by=mention(user), old=old_label,
+                              new=new_label, raised=level < before)
+            out = self._outcome(incident, notices=[notice], topic=True, invite=list(severity.notify),
+                                updates=[self.views.header(incident), self.views.roster(incident)])
+            if level < before and severity.announce:
+                out.announcement = self.say(
+                    "announce_severity", incident.language, ref=incident.ref, title=incident.title,
+                    old=old_label, new=new_label, channel=channel_link(incident.channel_id),
+                    notify=[mention(u) for u in severity.notify])
+            return out
+
+    def set_phase(self, incident_id: int, user: str, phase: str) -> Outcome:
+        phase = commands.parse_phase(phase)
+        with self.db.transaction() as s:
+            incident = self._load_live(s, incident_id)
+            self._require_lead(incident, user, "phase")
+            if phase == incident.phase:
+                return self._outcome(incident, private=self.say(
+                    "phase_unchanged", incident.language, phase=self.views.phase_label(incident)))
+            notice = self._change_phase(s, incident, user, phase, auto=False)
+            return self._outcome(incident, notices=[notice], topic=True, updates=[self.views.header(incident)])
+
+    def _change_phase(self, s: Session, incident: Incident, user: str, phase: str, auto: bool) -> str:
+        before = incident.phase
+        incident.phase = phase
+        self._event(s, incident, user, "phase.changed", previous=before, phase=phase, auto=auto)
+        return self.say("phase_changed", incident.language, by=mention(user), auto=auto,
+                        old=self.views.phase_label(incident, before), new=self.views.phase_label(incident, phase))
+
+    def resolve(self, incident_id: int, user: str) -> Outcome:
+        with self.db.transaction() as s:
+            incident = self._load(s, incident_id)
+            if incident.phase == "resolved":
+                return self._outcome(incident, private=self.say("already_resolved", incident.language,
+                                                                ref=incident.ref))
+            self._require_lead(incident, user, "resolve")
+            now = self.clock()
+            before = incident.phase
+            incident.phase, incident.resolved_at = "resolved", now
+            self._event(s, incident, user, "incident.resolved", previous=before)
+            open_items = sum(1 for i in incident.items if i.state == "open")
+            notice = self.say("resolved", incident.language, ref=incident.ref, by=mention(user),
+                              duration=now - incident.created_at, open_items=open_items)
+            out = self._outcome(incident, notices=[notice], topic=True, updates=self.views.standing(incident))
+            if self.playbook.severity_by_level[incident.severity].announce:
+                out.announcement = self.say("announce_resolved", incident.language, ref=incident.ref,
+                                            title=incident.title, by=mention(user),
+                                            duration=now - incident.created_at,
+                                            channel=channel_link(incident.channel_id))
+            return out
+
+    # -- read-only answers -----------------------------------------------------------------
+
+    def roster(self, incident_id: int) -> Message:
+        with self.db.transaction() as s:
+            return self.views.roster(self._load(s, incident_id))
+
+    def status(self, incident_id: int) -> str:
+        with self.db.transaction() as s:
+            incident = self._load(s, incident_id)
+            failures = [p for p in incident.posts if p.last_error]
+            open_items = [i for i in incident.items if i.state == "open"]
+            lead = self.views.lead(incident)
+            return self.say(
+                "status", incident.language, ref=incident.ref, title=incident.title,
+                severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
+                lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
+                open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
+                open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures])
+
+    def standing_messages(self, incident_id: int) -> list[Message]:
+        with self.db.transaction() as s:
+            return self.views.standing(self._load(s, incident_id))
+
+    def timeline(self, incident_id: int) -> list[TimelineEvent]:
+        with self.db.transaction() as s:
+            return list(s.scalars(select(TimelineEvent).where(TimelineEvent.incident_id == incident_id)
+                                  .order_by(TimelineEvent.id)))
+
+    # -- where messages were posted --------------------------------------------------------
+
+    def posted(self, incident_id: int, platform: str) -> dict[str, PostedMessage]:
+        with self.db.transaction() as s:
+            rows = s.scalars(select(PostedMessage).where(
+                PostedMessage.incident_id == incident_id, PostedMessage.platform == platform))
+            return {row.key: row for row in rows}
+
+    def record_post(self, incident_id: int, platform: str, key: str, channel_id: str,
+                    message_ref: str | None, fingerprint: str | None, error: str | None = None) -> None:
+        with self.db.transaction() as s:
+            row = s.scalar(select(PostedMessage).where(
+                PostedMessage.incident_id == incident_id, PostedMessage.platform == platform,
+                PostedMessage.key == key).with_for_update())
+            if row is None:
+                row = PostedMessage(incident_id=incident_id, platform=platform, key=key, channel_id=channel_id)
+                s.add(row)
+            if message_ref:
+                row.message_ref, row.channel_id = message_ref, channel_id
+            if error is None:
+                row.fingerprint = fingerprint
+            row.last_error = error[:300] if error else None
+            row.updated_at = self.clock()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _load(self, s: Session, incident_id: int) -> Incident:
+        # The row lock serialises concurrent actions on one incident in PostgreSQL; SQLite
+        # serialises writers itself (BEGIN IMMEDIATE, see bot.db).
+        incident = s.scalar(select(Incident).where(Incident.id == incident_id).with_for_update()
+                            .execution_options(populate_existing=True))
+        if incident is None:
+            raise Refusal("unknown_incident")
+        s.scalars(select(Incident).where(Incident.id == incident_id)
+                  .options(selectinload(Incident.assignments), selectinload(Incident.items),
+                           selectinload(Incident.posts))).all()
+        return incident
+
+    def _load_live(self, s: Session, incident_id: int) -> Incident:
+        incident = self._load(s, incident_id)
+        if incident.phase in ("resolved", "closed"):
+            raise Refusal("incident_resolved", ref=incident.ref)
+        return incident
+
+    def _require_lead(self, incident: Incident, user: str, action: str) -> None:
+        if not permissions.may_lead(incident, user, self.playbook.lead_role):
+            raise Refusal("not_permitted_lead", action=action, lead=self._lead_mention(incident))
+
+    def _lead_mention(self, incident: Incident):
+        lead = self.views.lead(incident)
+        return mention(lead) if lead else None
+
+    def _event(self, s: Session, incident: Incident, actor: str, kind: str, **data) -> None:
+        s.add(TimelineEvent(incident_id=incident.id, at=self.clock(), actor_id=actor, kind=kind, data=data))
+
+    def _outcome(self, incident: Incident, *, topic: bool = False, **fields) -> Outcome:
+        return Outcome(incident.id, incident.ref, incident.channel_id,
+                       topic=self.views.topic(incident) if topic else None, **fields)
+
+
+def _later(phase: str, than: str) -> bool:
+    return INCIDENT_PHASES.index(phase) > INCIDENT_PHASES.index(than)

@@ -1,0 +1,145 @@
+"""The schema. Every change to it is an Alembic migration in migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC and hands back aware UTC, so SQLite and PostgreSQL compare the same."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class WorkspaceCounter(Base):
+    """Last incident number handed out per workspace (CRISIS-1, CRISIS-2, …)."""
+
+    __tablename__ = "workspace_counters"
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "number", name="uq_incident_number"),
+        UniqueConstraint("workspace_id", "channel_id", name="uq_incident_channel"),
+        UniqueConstraint("workspace_id", "request_key", name="uq_incident_request"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    crisis_type: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text, default="")
+    reporter_id: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(5))
+    channel_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    channel_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # Set by the handler for a retried delivery of the same start request, so it starts one incident.
+    request_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    assignments: Mapped[list[RoleAssignment]] = relationship(
+        back_populates="incident", order_by="RoleAssignment.id", cascade="all, delete-orphan"
+    )
+    items: Mapped[list[ChecklistItem]] = relationship(
+        back_populates="incident", order_by="ChecklistItem.position", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[TimelineEvent]] = relationship(
+        back_populates="incident", order_by="TimelineEvent.id", cascade="all, delete-orphan"
+    )
+    posts: Mapped[list[PostedMessage]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan"
+    )
+
+    @property
+    def ref(self) -> str:
+        return f"CRISIS-{self.number}"
+
+    def holders(self, role: str) -> list[str]:
+        return [a.user_id for a in self.assignments if a.role == role and a.ended_at is None]
+
+    def roles_of(self, user_id: str) -> list[str]:
+        return [a.role for a in self.assignments if a.user_id == user_id and a.ended_at is None]
+
+
+class RoleAssignment(Base):
+    """Who held a role from when to when; a handover ends one row and starts another."""
+
+    __tablename__ = "role_assignments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str] = mapped_column(String(64))
+    assigned_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    incident: Mapped[Incident] = relationship(back_populates="assignments")
+
+
+class ChecklistItem(Base):
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("incident_id", "key", name="uq_item_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    owner_role: Mapped[str] = mapped_column(String(40))
+    # The title is copied from the playbook at start, so a later playbook edit cannot rewrite history.
+    title: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(10), default="open")
+    changed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    incident: Mapped[Incident] = relationship(back_populates="items")
+
+
+class TimelineEvent(Base):
+    __tablename__ = "timeline_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class PostedMessage(Base):
+    """Where a message with a stable key was posted, so state changes edit it in place."""
+
+    __tablename__ = "posted_messages"
+    __table_args__ = (UniqueConstraint("incident_id", "platform", "key", name="uq_posted_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(80))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    message_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Last delivery error that survived the retries; shown by /crisis status until a post succeeds.
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    incident: Mapped[Incident] = relationship(back_populates="posts")

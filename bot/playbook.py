@@ -1,0 +1,283 @@
+"""The playbook: a team's crisis plan as YAML, validated with file and line for every problem."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from bot.durations import parse_duration
+
+LANGUAGES = ("en", "de")
+INCIDENT_PHASES = ("detected", "assessing", "responding", "monitoring", "resolved", "closed")
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+def _as_localized(value: Any) -> Any:
+    # A plain string is the same text in every language; teams with one language write less.
+    if isinstance(value, str):
+        return {lang: value for lang in LANGUAGES}
+    return value
+
+
+def _as_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        duration = parse_duration(value)
+        if not duration:
+            raise ValueError(f"{value!r} is zero; a duration must be longer than that")
+        return duration
+    raise ValueError(f"{value!r} is not a duration; write a whole number and a unit, like 90s, 15m, 2h or 3d")
+
+
+Localized = Annotated[dict[str, Annotated[str, Field(min_length=1)]], BeforeValidator(_as_localized)]
+Duration = Annotated[timedelta, BeforeValidator(_as_duration)]
+Key = Annotated[str, Field(pattern=KEY_PATTERN, max_length=40)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Severity(_Model):
+    level: int = Field(ge=1, le=9)
+    name: Localized
+    description: Localized = {}
+    respond_within: Duration | None = None
+    notify: list[str] = []
+    announce: bool = True
+
+
+class CrisisType(_Model):
+    key: Key
+    name: Localized
+    description: Localized = {}
+
+
+class Role(_Model):
+    key: Key
+    name: Localized
+    responsibilities: Localized
+    required_at: list[int] = []
+
+
+class ChecklistItem(_Model):
+    key: Key
+    title: Localized
+    owner: Key
+
+
+class Step(_Model):
+    key: Key
+    name: Localized
+    incident_phase: str = "responding"
+    # A step is one chat message; Slack allows 50 blocks and an open item takes two.
+    items: list[ChecklistItem] = Field(min_length=1, max_length=24)
+
+
+class Team(_Model):
+    standing_members: list[str] = []
+    announcement_channel: str | None = None
+
+
+class Playbook(_Model):
+    name: str
+    languages: list[str] = Field(default=list(LANGUAGES), min_length=1)
+    lead_role: Key
+    default_severity: int
+    default_type: Key
+    severities: list[Severity] = Field(min_length=1)
+    crisis_types: list[CrisisType] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1, max_length=24)
+    checklist: list[Step] = Field(min_length=1)
+    team: Team = Team()
+
+    @cached_property
+    def severity_by_level(self) -> dict[int, Severity]:
+        return {s.level: s for s in self.severities}
+
+    @cached_property
+    def type_by_key(self) -> dict[str, CrisisType]:
+        return {t.key: t for t in self.crisis_types}
+
+    @cached_property
+    def role_by_key(self) -> dict[str, Role]:
+        return {r.key: r for r in self.roles}
+
+    def items(self) -> list[tuple[Step, ChecklistItem]]:
+        return [(step, item) for step in self.checklist for item in step.items]
+
+    def step_of(self, item_key: str) -> Step | None:
+        return next((s for s, i in self.items() if i.key == item_key), None)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class PlaybookError(Exception):
+    """A playbook that cannot be used; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def default_playbook_path() -> Path:
+    return Path(str(resources.files("bot") / "playbooks" / "default.yaml"))
+
+
+def load(path: str | os.PathLike | None = None) -> Playbook:
+    """Load and validate a playbook; raises PlaybookError listing every problem."""
+    path = Path(path) if path else default_playbook_path()
+    playbook, problems = check_file(path)
+    if problems:
+        raise PlaybookError(problems)
+    return playbook
+
+
+def check_file(path: Path) -> tuple[Playbook | None, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [Problem(str(path), 0, f"cannot read the file: {exc.strerror or exc}")]
+    except UnicodeDecodeError:
+        return None, [Problem(str(path), 0, "the file is not UTF-8 text")]
+    return check_text(text, str(path))
+
+
+def check_text(text: str, filename: str = "<playbook>") -> tuple[Playbook | None, list[Problem]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        return None, [Problem(filename, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    if not isinstance(data, dict):
+        return None, [Problem(filename, 1, "a playbook is a YAML mapping with name, severities, roles, checklist …")]
+
+    def line_of(loc: tuple) -> int:
+        return _line_of(root, loc)
+
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            Problem(filename, line_of(tuple(err["loc"])), f"{_dotted(err['loc'])}: {_plain(err)}")
+            for err in exc.errors()
+        ]
+        return None, sorted(set(problems), key=lambda p: (p.line, p.message))
+    problems = [Problem(filename, line_of(loc), msg) for loc, msg in _cross_check(playbook)]
+    return (None if problems else playbook), problems
+
+
+def _plain(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    message = err["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _dotted(loc) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _line_of(node, loc: tuple) -> int:
+    """Walk the composed YAML tree along a validation path to the nearest node's line."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    # The key's line, not the value's: a block value starts a line lower.
+                    child, line = value_node, key_node.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
+    """Rules that span fields: references resolve, keys are unique, every language is present."""
+    out: list[tuple[tuple, str]] = []
+    for i, lang in enumerate(pb.languages):
+        if lang not in LANGUAGES:
+            out.append((("languages", i), f"language {lang!r} is not supported; use {', '.join(LANGUAGES)}"))
+    levels = [s.level for s in pb.severities]
+    roles = [r.key for r in pb.roles]
+    types = [t.key for t in pb.crisis_types]
+    steps = [s.key for s in pb.checklist]
+    for field, keys in (("severities", levels), ("roles", roles), ("crisis_types", types), ("checklist", steps)):
+        seen: set = set()
+        for i, key in enumerate(keys):
+            if key in seen:
+                out.append(((field, i), f"{field} lists {key!r} twice"))
+            seen.add(key)
+    item_keys: set[str] = set()
+    for si, step in enumerate(pb.checklist):
+        if step.incident_phase not in INCIDENT_PHASES[1:4]:
+            out.append((("checklist", si, "incident_phase"),
+                        f"incident_phase {step.incident_phase!r} must be one of assessing, responding, monitoring"))
+        for ii, item in enumerate(step.items):
+            where = ("checklist", si, "items", ii)
+            if item.key in item_keys:
+                out.append(((*where, "key"), f"checklist item {item.key!r} appears twice"))
+            item_keys.add(item.key)
+            if item.owner not in roles:
+                out.append(((*where, "owner"), f"owner {item.owner!r} is not a role of this playbook ({', '.join(roles)})"))
+    for ri, role in enumerate(pb.roles):
+        for li, level in enumerate(role.required_at):
+            if level not in levels:
+                out.append((("roles", ri, "required_at", li), f"severity {level} is not defined under severities"))
+    if pb.lead_role not in roles:
+        out.append((("lead_role",), f"lead_role {pb.lead_role!r} is not a role of this playbook"))
+    if pb.default_severity not in levels:
+        out.append((("default_severity",), f"default_severity {pb.default_severity} is not defined under severities"))
+    if pb.default_type not in types:
+        out.append((("default_type",), f"default_type {pb.default_type!r} is not a crisis type of this playbook"))
+    out.extend(_missing_languages(pb))
+    return out
+
+
+def _missing_languages(pb: Playbook) -> list[tuple[tuple, str]]:
+    out = []
+
+    def visit(value: Any, loc: tuple) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                field_value = getattr(value, name)
+                required = type(value).model_fields[name].is_required()
+                if name in _LOCALIZED_FIELDS and isinstance(field_value, dict) and (field_value or required):
+                    out.extend(((*loc, name), f"{_dotted((*loc, name))}: no text for language {lang!r}")
+                               for lang in pb.languages if lang in LANGUAGES and lang not in field_value)
+                else:
+                    visit(field_value, (*loc, name))
+        elif isinstance(value, list):
+            for i, element in enumerate(value):
+                visit(element, (*loc, i))
+
+    visit(pb, ())
+    return out
+
+
+_LOCALIZED_FIELDS = {"name", "description", "responsibilities", "title"}

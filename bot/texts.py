@@ -1,0 +1,124 @@
+"""Every text a person reads comes from templates/<lang>/*.j2 through Jinja2.
+
+Each file holds macros, one per text; ``Texts.get(lang, "name", **values)`` calls one.
+Every ``{{ value }}`` is escaped for chat on the way out unless the core marked it
+trusted (mentions, channel links it built itself), so no user-supplied text can ping a
+crowd or inject markup (DESIGN.md, invariant 7).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from importlib import resources
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from bot.playbook import LANGUAGES
+
+TEXT_FILES = ("strings", "errors", "help")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CROWD = re.compile(r"@(everyone|here|channel)\b", re.IGNORECASE)
+
+
+class Trusted(str):
+    """Markup the core built itself; passes the chat escaping untouched."""
+
+
+def escape_chat(value: object) -> str:
+    if isinstance(value, Trusted):
+        return value
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # A zero-width joiner keeps the word readable while no platform treats it as a crowd ping.
+    return _CROWD.sub(lambda m: "@\u2060" + m.group(1), text)
+
+
+def mention(user_id: str) -> Trusted:
+    if not _ID.match(user_id or ""):
+        return Trusted(escape_chat(user_id))
+    return Trusted(f"<@{user_id}>")
+
+
+def channel_link(channel_id: str) -> Trusted:
+    if not _ID.match(channel_id or ""):
+        return Trusted(escape_chat(channel_id))
+    return Trusted(f"<#{channel_id}>")
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_clock(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%H:%M UTC")
+
+
+def format_span(value: timedelta) -> str:
+    """4 h 05 min, 12 min, 45 s: how long something took, for people, not machines."""
+    seconds = max(0, int(value.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def _finalize(value: object) -> object:
+    if value is None:
+        return ""
+    return escape_chat(value)
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(resources.files("templates"))),
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.globals.update(mention=mention, channel=channel_link)
+    env.filters.update(time=format_time, clock=format_clock, span=format_span)
+    return env
+
+
+class Texts:
+    """Looks texts up by language and name; unknown languages fall back to English."""
+
+    def __init__(self) -> None:
+        self._modules: dict[tuple[str, str], object] = {}
+
+    def _macro(self, lang: str, name: str):
+        lang = lang if lang in LANGUAGES else "en"
+        for file in TEXT_FILES:
+            key = (lang, file)
+            if key not in self._modules:
+                self._modules[key] = environment().get_template(f"{lang}/{file}.j2").module
+            macro = getattr(self._modules[key], name, None)
+            if macro is not None:
+                return macro
+        raise KeyError(f"no text named {name!r} in templates/{lang}/")
+
+    def get(self, lang: str, text: str, /, **values) -> str:
+        return str(self._macro(lang, text)(**values)).strip()
+
+
+def macro_names(lang: str) -> dict[str, tuple[str, ...]]:
+    """Every text and its parameters in one language; tests compare en and de with it."""
+    out = {}
+    for file in TEXT_FILES:
+        module = environment().get_template(f"{lang}/{file}.j2").module
+        for name in dir(module):
+            macro = getattr(module, name)
+            if not name.startswith("_") and hasattr(macro, "arguments"):
+                out[name] = tuple(macro.arguments)
+    return out

@@ -1,0 +1,130 @@
+"""The incident's standing messages (header, roster, checklist), built from its state.
+
+Pure: the same incident always gives the same messages, so handlers can compare
+fingerprints and update a posted message only when what it shows has changed.
+"""
+
+from __future__ import annotations
+
+from bot.messages import Actions, Button, Context, Message, Section, UserPicker
+from bot.models import ChecklistItem, Incident
+from bot.playbook import Playbook
+from bot.texts import Texts, mention
+
+
+class Views:
+    def __init__(self, playbook: Playbook, texts: Texts):
+        self.playbook = playbook
+        self.texts = texts
+
+    def t(self, incident: Incident, text: str, /, **values) -> str:
+        return self.texts.get(incident.language, text, **values)
+
+    def loc(self, incident: Incident, localized: dict[str, str]) -> str:
+        return localized.get(incident.language) or next(iter(localized.values()), "")
+
+    def severity_label(self, incident: Incident, level: int | None = None) -> str:
+        level = incident.severity if level is None else level
+        severity = self.playbook.severity_by_level.get(level)
+        name = self.loc(incident, severity.name) if severity else ""
+        return self.t(incident, "severity_label", level=level, name=name)
+
+    def phase_label(self, incident: Incident, phase: str | None = None) -> str:
+        return self.t(incident, "phase_name", phase=phase or incident.phase)
+
+    def role_label(self, incident: Incident, role_key: str) -> str:
+        role = self.playbook.role_by_key.get(role_key)
+        return self.loc(incident, role.name) if role else role_key
+
+    def type_label(self, incident: Incident) -> str:
+        crisis_type = self.playbook.type_by_key.get(incident.crisis_type)
+        return self.loc(incident, crisis_type.name) if crisis_type else incident.crisis_type
+
+    def lead(self, incident: Incident) -> str | None:
+        holders = incident.holders(self.playbook.lead_role)
+        return holders[0] if holders else None
+
+    def standing(self, incident: Incident) -> list[Message]:
+        """Every standing message, in the order they are first posted."""
+        return [self.header(incident), self.roster(incident), *self.checklist(incident)]
+
+    def header(self, incident: Incident) -> Message:
+        lead = self.lead(incident)
+        severity = self.playbook.severity_by_level.get(incident.severity)
+        done = sum(1 for i in incident.items if i.state == "done")
+        skipped = sum(1 for i in incident.items if i.state == "skipped")
+        title = self.t(incident, "header_title", ref=incident.ref, title=incident.title)
+        body = self.t(
+            incident, "header_body",
+            severity=self.severity_label(incident), phase=self.phase_label(incident),
+            lead=mention(lead) if lead else None, crisis_type=self.type_label(incident),
+            reporter=mention(incident.reporter_id), started=incident.created_at,
+        )
+        progress = self.t(
+            incident, "header_progress", done=done, skipped=skipped, total=len(incident.items),
+            respond_within=severity.respond_within if severity else None,
+        )
+        blocks = [Section(title), Section(body)]
+        if incident.description:
+            blocks.append(Context(self.t(incident, "header_description", description=incident.description)))
+        blocks.append(Context(progress))
+        return Message("header", title, tuple(blocks))
+
+    def roster(self, incident: Incident) -> Message:
+        title = self.t(incident, "roster_title", ref=incident.ref)
+        blocks: list = [Section(title)]
+        pickers = []
+        for role in self.playbook.roles:
+            holders = incident.holders(role.key)
+            text = self.t(
+                incident, "role_line",
+                name=self.loc(incident, role.name),
+                required=incident.severity in role.required_at,
+                holder=mention(holders[0]) if holders else None,
+                responsibilities=self.loc(incident, role.responsibilities),
+            )
+            claim = None if holders or incident.phase == "resolved" else Button(
+                "role.claim", self.t(incident, "btn_claim"), role.key, "primary")
+            blocks.append(Section(text, claim))
+            pickers.append(UserPicker(
+                "role.assign", self.t(incident, "pick_assign", role=self.loc(incident, role.name)), role.key))
+        if incident.phase != "resolved":
+            blocks.append(Actions(tuple(pickers)))
+        return Message("roster", title, tuple(blocks))
+
+    def checklist(self, incident: Incident) -> list[Message]:
+        return [self.checklist_step(incident, step.key) for step in self.playbook.checklist]
+
+    def checklist_step(self, incident: Incident, step_key: str) -> Message:
+        step = next(s for s in self.playbook.checklist if s.key == step_key)
+        items = [i for i in incident.items if i.step == step_key]
+        done = sum(1 for i in items if i.state != "open")
+        title = self.t(incident, "step_title", name=self.loc(incident, step.name), done=done, total=len(items))
+        blocks: list = [Section(title)]
+        live = incident.phase != "resolved"
+        for item in items:
+            blocks.extend(self._item_blocks(incident, item, live))
+        return Message(f"checklist:{step_key}", title, tuple(blocks))
+
+    def _item_blocks(self, incident: Incident, item: ChecklistItem, live: bool) -> list:
+        holders = incident.holders(item.owner_role)
+        text = self.t(
+            incident, "item_line", state=item.state, title=item.title,
+            owner=self.role_label(incident, item.owner_role),
+            holder=mention(holders[0]) if holders else None,
+            by=mention(item.changed_by) if item.changed_by else None, at=item.changed_at,
+        )
+        if not live:
+            return [Section(text)]
+        if item.state == "open":
+            return [Section(text), Actions((
+                Button("item.done", self.t(incident, "btn_done"), item.key, "primary"),
+                Button("item.skip", self.t(incident, "btn_skip"), item.key),
+            ))]
+        return [Section(text, Button("item.reopen", self.t(incident, "btn_reopen"), item.key))]
+
+    def topic(self, incident: Incident) -> str:
+        return self.t(
+            incident, "topic", ref=incident.ref, severity=self.severity_label(incident),
+            phase=self.phase_label(incident), title=incident.title,
+        )[:250]
