@@ -36,7 +36,8 @@ def parse(text: str, playbook: Playbook) -> Command:
     if name not in SUBCOMMANDS:
         raise Refusal("unknown_command", command=words[0])
     if name == "start":
-        return _parse_start(rest, playbook)
+        # No words at all: the handler opens its start form (Slack modal, console questions).
+        return _parse_start(rest, playbook) if rest else Command("start")
     if name == "assign":
         if len(rest) != 2:
             raise Refusal("usage_assign")

@@ -230,7 +230,7 @@ class Core:
         else:
             notice = self.say("role_assigned", incident.language, user=mention(user), role=label,
                               by=mention(by), previous=mention(previous) if previous else None)
-        updates = [self.views.roster(incident), *self.views.checklist(incident)]
+        updates = [self.views.roster(incident)]
         if role == self.playbook.lead_role:
             updates.insert(0, self.views.header(incident))
         return self._outcome(incident, notices=[notice], updates=updates, invite=[user])

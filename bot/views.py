@@ -107,11 +107,9 @@ class Views:
         return Message(f"checklist:{step_key}", title, tuple(blocks))
 
     def _item_blocks(self, incident: Incident, item: ChecklistItem, live: bool) -> list:
-        holders = incident.holders(item.owner_role)
         text = self.t(
             incident, "item_line", state=item.state, title=item.title,
             owner=self.role_label(incident, item.owner_role),
-            holder=mention(holders[0]) if holders else None,
             by=mention(item.changed_by) if item.changed_by else None, at=item.changed_at,
         )
         if not live:

@@ -1,0 +1,159 @@
+"""The `crisisbot` command: console, slack, db upgrade, playbook check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import playbook as playbooks
+from bot.config import Settings
+from bot.db import Database
+from bot.playbook import PlaybookError
+from bot.runtime import build_core
+
+
+class StartupError(Exception):
+    """Something the person who runs crisisbot must fix; printed as one paragraph, no traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crisisbot", description="Coordinates a social-media crisis team.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    console = sub.add_parser("console", help="run the bot in this terminal (SQLite by default)")
+    console.add_argument("--user", help="who you are in the console (default: your login name)")
+    slack = sub.add_parser("slack", help="serve Slack: HTTP on --port, or --socket-mode")
+    slack.add_argument("--port", type=int, help="HTTP port (default: $PORT, else 3000)")
+    slack.add_argument("--host", default="0.0.0.0")
+    slack.add_argument("--socket-mode", action="store_true", help="connect with SLACK_APP_TOKEN instead")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    pb = sub.add_parser("playbook", help="playbook tools")
+    pb.add_argument("action", choices=["check"])
+    pb.add_argument("path")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING if args.command == "console" else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "playbook":
+            return check_playbook(args.path)
+        settings = _settings()
+        if args.command == "db":
+            _database(settings).upgrade()
+            print(f"The database at {_redacted(settings.database_url)} is up to date.")
+            return 0
+        if args.command == "console":
+            return run_console(settings, args.user)
+        return run_slack(settings, args.port, args.host, args.socket_mode)
+    except StartupError as exc:
+        print(textwrap.fill(f"crisisbot cannot start: {exc}", width=100), file=sys.stderr)
+        return 2
+
+
+def check_playbook(path: str) -> int:
+    _, problems = playbooks.check_file(Path(path))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {path}.", file=sys.stderr)
+        return 1
+    print(f"{path}: the playbook is valid.")
+    return 0
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise StartupError(f"the environment has invalid settings ({fields}).") from None
+
+
+def _database(settings: Settings) -> Database:
+    try:
+        return Database(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
+        raise StartupError(f"DATABASE_URL {_redacted(settings.database_url)!r} cannot be used: {exc}.") from None
+
+
+def _core(settings: Settings):
+    try:
+        return build_core(settings)
+    except PlaybookError as exc:
+        first = exc.problems[0]
+        raise StartupError(
+            f"the playbook {first.file} has {len(exc.problems)} problem(s), the first at line {first.line}: "
+            f"{first.message}. Run `crisisbot playbook check {first.file}` to see them all, fix the file or "
+            f"unset CRISISBOT_PLAYBOOK to use the default playbook.") from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(
+            f"the database at {_redacted(settings.database_url)} cannot be opened or upgraded "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Check DATABASE_URL and that the server runs."
+        ) from None
+
+
+def run_console(settings: Settings, user: str | None) -> int:
+    from handlers.console import Console, _name
+
+    core = _core(settings)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401 - line editing and history for input()
+        except ImportError:
+            pass
+    name = _name(user or os.environ.get("USER") or getpass.getuser() or "you")
+
+    def read(prompt: str) -> str:
+        if interactive:
+            return input(prompt)
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    return Console(core, name, read=read, echo=not interactive).run()
+
+
+def run_slack(settings: Settings, port: int | None, host: str, socket_mode: bool) -> int:
+    from handlers.slack.app import SlackBot
+    from handlers.slack.server import serve_http, serve_socket_mode
+
+    missing = [name for name, value in (("SLACK_BOT_TOKEN", settings.slack_bot_token),
+                                        ("SLACK_SIGNING_SECRET", settings.slack_signing_secret))
+               if not value]
+    if socket_mode and not settings.slack_app_token:
+        missing.append("SLACK_APP_TOKEN")
+    if missing:
+        raise StartupError(f"{', '.join(missing)} is not set. Create the Slack app from slack-manifest.yaml and "
+                           "copy the tokens from its settings page (see the README).")
+    core = _core(settings)
+    bot = SlackBot(core, settings.slack_bot_token, settings.slack_signing_secret, settings.slack_api_base_url)
+    if socket_mode:
+        asyncio.run(serve_socket_mode(bot, settings.slack_app_token))
+    else:
+        serve_http(bot, port or settings.port, host)
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """Never print a database password into a log."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "(unparsable URL)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

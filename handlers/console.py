@@ -1,0 +1,228 @@
+"""The terminal: the same flows as Slack, for trying crisisbot out and for drills.
+
+Messages print as text; buttons get numbers and are pressed by typing the number.
+When stdin is not a terminal, commands are read line by line, so sessions can be scripted.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from bot import commands
+from bot.core import Core, Outcome
+from bot.errors import Refusal
+from bot.texts import Trusted
+from bot.messages import Actions, Button, Context, Message, Section, UserPicker
+
+WORKSPACE = "console"
+PLATFORM = "console"
+HOME = "general"
+_EMOJI = {":rotating_light:": "🚨", ":white_check_mark:": "✅", ":white_square:": "☐", ":fast_forward:": "⏭",
+          ":arrow_up:": "↑", ":arrow_down:": "↓", ":warning:": "⚠"}
+_MENTION = re.compile(r"<([@#])([^>|]+)(?:\|[^>]*)?>")
+_BOLD = re.compile(r"\*([^*\n]+)\*")
+_ITALIC = re.compile(r"(?<!\w)_([^_\n]+)_(?!\w)")
+
+
+def to_terminal(text: str) -> str:
+    for code, symbol in _EMOJI.items():
+        text = text.replace(code, symbol)
+    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), text)
+    text = _ITALIC.sub(r"\1", _BOLD.sub(r"\1", text))
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+@dataclass(frozen=True)
+class Pressable:
+    incident_id: int
+    element: Button | UserPicker
+
+
+class Console:
+    def __init__(self, core: Core, user: str, out: TextIO = sys.stdout,
+                 read: Callable[[str], str] | None = None, echo: bool = False):
+        self.core = core
+        self.user = user
+        self.out = out
+        self.read = read or input
+        self.echo = echo
+        self.channel = HOME
+        self.buttons: dict[int, Pressable] = {}
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def t(self, name: str, **values) -> str:
+        return self.core.say(name, **values)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.say(to_terminal(self.t("console_welcome", user=self.user, database=self.core.db.url)))
+        while True:
+            try:
+                line = self.read(f"#{self.channel} @{self.user}> " if not self.echo else "")
+            except (EOFError, KeyboardInterrupt):
+                self.say()
+                return 0
+            if self.echo and line.strip():
+                self.say(f"> {line}")
+            if line.strip() in ("/quit", "/exit"):
+                return 0
+            self.handle(line)
+
+    def handle(self, line: str) -> None:
+        line = line.strip()
+        try:
+            if not line:
+                return
+            if line.isdigit():
+                self.press(int(line))
+            elif line.startswith("/as "):
+                self.user = _name(line[4:])
+                self.say(self.t("console_now_user", user=self.user))
+            elif line.startswith(("/join ", "/channel ")):
+                self.join(line.split(maxsplit=1)[1].lstrip("#"))
+            elif line == "/crisis" or line.startswith("/crisis "):
+                self.command(line[len("/crisis"):].strip())
+            else:
+                self.say(self.t("console_unknown_input"))
+        except Refusal as refusal:
+            self.private(self.core.explain(refusal))
+
+    def join(self, channel: str) -> None:
+        if channel != HOME and self.core.incident_in_channel(WORKSPACE, channel) is None:
+            self.say(self.t("console_no_channel", channel=channel))
+            return
+        self.channel = channel
+        self.say(self.t("console_in_channel", channel=channel))
+
+    # -- /crisis ---------------------------------------------------------------------------
+
+    def command(self, text: str) -> None:
+        core = self.core
+        command = core.parse(text)
+        if command.name == "help":
+            pb = core.playbook
+            self.private(core.say("help", levels=", ".join(f"sev{s.level}" for s in pb.severities),
+                                  types=", ".join(pb.type_by_key), roles=", ".join(pb.role_by_key)))
+            return
+        if command.name == "start":
+            if command.title:
+                self.start(command.title, command.crisis_type, command.severity, "")
+            else:
+                self.start_form()
+            return
+        incident_id = core.incident_in_channel(WORKSPACE, self.channel)
+        if incident_id is None:
+            raise Refusal("not_in_incident", command=command.name)
+        if command.name == "status":
+            self.private(core.status(incident_id))
+        elif command.name == "roles":
+            self.show(core.roster(incident_id), incident_id, private=True)
+        elif command.name == "assign":
+            self.apply(core.assign_role(incident_id, self.user, command.user, command.role))
+        elif command.name == "severity":
+            self.apply(core.set_severity(incident_id, self.user, command.severity))
+        elif command.name == "phase":
+            self.apply(core.set_phase(incident_id, self.user, command.phase))
+        elif command.name == "resolve":
+            self.apply(core.resolve(incident_id, self.user))
+
+    def start_form(self) -> None:
+        """The console's start modal: one question a line, Enter keeps the default."""
+        pb = self.core.playbook
+        title = self.read(self.t("console_prompt_title"))
+        crisis_type = self.read(self.t("console_prompt_type", types=", ".join(pb.type_by_key))).strip() or None
+        levels = ", ".join(f"sev{s.level}" for s in pb.severities)
+        severity = self.read(self.t("console_prompt_severity", levels=levels)).strip()
+        description = self.read(self.t("console_prompt_description"))
+        level = commands.parse_severity(severity, pb) if severity else None
+        self.start(title, crisis_type, level, description)
+
+    def start(self, title, crisis_type, severity, description) -> None:
+        opening = self.core.start_incident(WORKSPACE, self.user, title, crisis_type=crisis_type,
+                                           severity=severity, description=description)
+        # The console's channel id is its name: nothing outside this database can clash with it.
+        name = opening.channel_name()
+        attempt = 1
+        while self.core.incident_in_channel(WORKSPACE, name) is not None:
+            attempt += 1
+            name = opening.channel_name(attempt)
+        outcome = self.core.opened(opening.incident_id, name, name)
+        self.channel = name
+        self.say(self.t("console_in_channel", channel=name))
+        self.apply(outcome)
+
+    # -- buttons ---------------------------------------------------------------------------
+
+    def press(self, number: int) -> None:
+        pressable = self.buttons.get(number)
+        if pressable is None:
+            self.say(self.t("console_unknown_button", number=number))
+            return
+        element, incident_id = pressable.element, pressable.incident_id
+        core = self.core
+        if isinstance(element, UserPicker):
+            chosen = _name(self.read(self.t("console_prompt_user")))
+            self.apply(core.assign_role(incident_id, self.user, chosen, element.value))
+        elif element.action == "role.claim":
+            self.apply(core.claim_role(incident_id, self.user, element.value))
+        else:
+            self.apply(core.set_item(incident_id, self.user, element.value, element.action))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def apply(self, outcome: Outcome) -> None:
+        if outcome.private:
+            self.private(outcome.private)
+        for notice in outcome.notices:
+            self.say(to_terminal(notice))
+        if outcome.updates:
+            posted = self.core.posted(outcome.incident_id, PLATFORM)
+            latest = {m.key: m for m in self.core.standing_messages(outcome.incident_id)}
+            for message in outcome.updates:
+                message = latest.get(message.key, message)
+                fingerprint = message.fingerprint()
+                row = posted.get(message.key)
+                if row is not None and row.fingerprint == fingerprint:
+                    continue
+                self.show(message, outcome.incident_id, updated=row is not None)
+                self.core.record_post(outcome.incident_id, PLATFORM, message.key, outcome.channel_id,
+                                      message.key, fingerprint)
+        if outcome.topic:
+            self.say(f"  ({to_terminal(self.t('console_topic', topic=Trusted(outcome.topic)))})")
+        if outcome.announcement:
+            channel = self.core.playbook.team.announcement_channel or "announcements"
+            self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}] "
+                     f"{to_terminal(outcome.announcement)}")
+
+    def private(self, text: str) -> None:
+        self.say(f"[{self.t('console_private')}] {to_terminal(text)}")
+
+    def show(self, message: Message, incident_id: int, updated: bool = False, private: bool = False) -> None:
+        label = self.t("console_updated") if updated else (self.t("console_private") if private else "")
+        self.say(f"── {message.key or ''}{f' ({label})' if label else ''} " + "─" * 20)
+        for block in message.blocks:
+            if isinstance(block, (Section, Context)):
+                text = to_terminal(block.text)
+                self.say(("  " if isinstance(block, Context) else "") + text)
+                if isinstance(block, Section) and block.button:
+                    self.say("    " + self._number(block.button, incident_id))
+            elif isinstance(block, Actions):
+                self.say("    " + "  ".join(self._number(e, incident_id) for e in block.elements))
+
+    def _number(self, element: Button | UserPicker, incident_id: int) -> str:
+        number = len(self.buttons) + 1
+        self.buttons[number] = Pressable(incident_id, element)
+        label = element.placeholder if isinstance(element, UserPicker) else element.label
+        return f"[{number}] {label}"
+
+
+def _name(text: str) -> str:
+    """Console user names look like the ids of other platforms: letters, digits, . _ -"""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "", text.strip().lstrip("@"))
+    return cleaned[:40] or "someone"

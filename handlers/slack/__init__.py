@@ -1,0 +1,1 @@
+"""Slack over HTTP (aiohttp) or Socket Mode, through slack-bolt's AsyncApp."""

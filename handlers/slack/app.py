@@ -1,0 +1,260 @@
+"""The Bolt app: /crisis, buttons, the start modal. Ack first, then the work.
+
+Each listener parses, acknowledges, calls one core action off the event loop and hands
+the outcome to the Publisher. Refusals and failures are answered privately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from contextlib import asynccontextmanager
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot import commands
+from bot.commands import Command
+from bot.core import Core, Opening
+from bot.errors import Refusal
+from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
+from handlers.slack.publish import Publisher, slack_error
+
+log = logging.getLogger(__name__)
+NEEDS_INCIDENT = ("roles", "assign", "severity", "phase", "status", "resolve")
+MAX_NAME_ATTEMPTS = 10
+ACTIONS = r"^(item\.(done|skip|reopen)|role\.(claim|assign))\|"
+
+
+def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
+    retry = [AsyncConnectionErrorRetryHandler(max_retry_count=2),
+             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+             AsyncServerErrorRetryHandler(max_retry_count=2)]
+    kwargs = {"base_url": base_url} if base_url else {}
+    return AsyncWebClient(token=token, retry_handlers=retry, **kwargs)
+
+
+class SlackBot:
+    def __init__(self, core: Core, token: str, signing_secret: str, base_url: str | None = None):
+        self.core = core
+        self.client = make_client(token, base_url)
+        self.publisher = Publisher(core, self.client)
+        self.app = AsyncApp(client=self.client, signing_secret=signing_secret,
+                            raise_error_for_unhandled_request=False)
+        self.app.command("/crisis")(self.on_command)
+        self.app.action({"action_id": re.compile(ACTIONS)})(self.on_action)
+        self.app.view("crisis.start")(self.on_start_submit)
+        self.app.event("app_mention")(self.on_mention)
+        self.app.error(self.on_error)
+
+    # -- the private answer ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def answering(self, respond, what: str):
+        """Refusals become a private answer; anything unexpected is logged and answered politely."""
+        try:
+            yield
+        except Refusal as refusal:
+            log.info("refused %s: %s %s", what, refusal.text, refusal.values)
+            await self._tell(respond, self.core.explain(refusal))
+        except Exception:  # noqa: BLE001 - the user gets a sentence, the log gets the traceback
+            log.exception("failed: %s", what)
+            await self._tell(respond, self.core.say("internal_error"))
+
+    async def _tell(self, respond, text: str) -> None:
+        try:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception as exc:  # noqa: BLE001
+            log.error("could not answer privately: %s", slack_error(exc))
+
+    # -- /crisis ---------------------------------------------------------------------------
+
+    async def on_command(self, ack, body, respond, context):
+        text = body.get("text") or ""
+        try:
+            command = self.core.parse(text)
+        except Refusal as refusal:
+            await ack(text=self.core.explain(refusal))
+            return
+        if command.name == "help":
+            await ack(text=self.help_text())
+            return
+        if command.name == "start" and not command.title:
+            await ack()
+            await self.open_start_modal(body, respond)
+            return
+        if command.name == "start":
+            await ack(text=self.core.say("opening", title=command.title))
+        else:
+            await ack()
+        workspace, user, channel = body.get("team_id"), body.get("user_id"), body.get("channel_id")
+        async with self.answering(respond, f"/crisis {text}"):
+            if command.name == "start":
+                await self.start(workspace, user, respond, command.title, command.crisis_type,
+                                 command.severity, "", request_key=body.get("trigger_id"))
+                return
+            incident_id = await asyncio.to_thread(self.core.incident_in_channel, workspace, channel)
+            if incident_id is None:
+                raise Refusal("not_in_incident", command=command.name)
+            await self.run(command, incident_id, user, respond)
+
+    async def run(self, command: Command, incident_id: int, user: str, respond) -> None:
+        core = self.core
+        if command.name == "status":
+            await self._tell(respond, await asyncio.to_thread(core.status, incident_id))
+            return
+        if command.name == "roles":
+            message = await asyncio.to_thread(core.roster, incident_id)
+            await respond(text=message.text, blocks=to_blocks(message, incident_id),
+                          response_type="ephemeral", replace_original=False)
+            return
+        action = {
+            "assign": lambda: core.assign_role(incident_id, user, command.user, command.role),
+            "severity": lambda: core.set_severity(incident_id, user, command.severity),
+            "phase": lambda: core.set_phase(incident_id, user, command.phase),
+            "resolve": lambda: core.resolve(incident_id, user),
+        }[command.name]
+        outcome = await asyncio.to_thread(action)
+        if outcome.private:
+            await self._tell(respond, outcome.private)
+        await self.publisher.apply(outcome)
+
+    def help_text(self) -> str:
+        pb = self.core.playbook
+        return self.core.say(
+            "help", levels=", ".join(f"sev{s.level}" for s in pb.severities),
+            types=", ".join(pb.type_by_key), roles=", ".join(pb.role_by_key))
+
+    # -- starting an incident ----------------------------------------------------------------
+
+    async def start(self, workspace, user, respond, title, crisis_type, severity, description,
+                    request_key) -> None:
+        opening = await asyncio.to_thread(
+            self.core.start_incident, workspace, user, title, crisis_type=crisis_type, severity=severity,
+            description=description, request_key=request_key)
+        channel = opening.channel_id or await self.create_channel(opening, respond)
+        if channel is None:
+            return
+        outcome = await asyncio.to_thread(self.core.opened, opening.incident_id, channel[0], channel[1])
+        await self.publisher.apply(outcome)
+        await self._tell(respond, outcome.private)
+
+    async def create_channel(self, opening: Opening, respond) -> tuple[str, str] | None:
+        """Create the incident channel, or remove the incident so nothing half-made is left."""
+        reason = "unknown"
+        for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+            name = opening.channel_name(attempt)
+            try:
+                response = await self.client.conversations_create(name=name, is_private=False)
+                return response["channel"]["id"], response["channel"]["name"]
+            except SlackApiError as exc:
+                reason = slack_error(exc)
+                if reason != "name_taken":
+                    break
+            except Exception as exc:  # noqa: BLE001 - a network failure after the retries
+                reason = slack_error(exc)
+                break
+        await asyncio.to_thread(self.core.abandon_start, opening.incident_id, reason)
+        await self._tell(respond, self.core.say("channel_failed", reason=reason))
+        return None
+
+    async def open_start_modal(self, body, respond) -> None:
+        meta = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}
+        async with self.answering(respond, "open start modal"):
+            await self.client.views_open(trigger_id=body["trigger_id"], view=start_modal(self.core, meta))
+
+    async def on_start_submit(self, ack, body, view, respond):
+        fields = modal_values(view)
+        errors = self._check_start_fields(fields)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        user = (body.get("user") or {}).get("id")
+        workspace = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+        meta = _json(view.get("private_metadata"))
+        reply = self._private_reply(user, meta)
+        async with self.answering(reply, "start modal submit"):
+            await self.start(workspace, user, reply, fields["title"], fields["type"],
+                             int(fields["severity"]), fields["description"] or "", request_key=view.get("id"))
+
+    def _check_start_fields(self, fields: dict) -> dict[str, str]:
+        errors = {}
+        checks = {
+            "title": lambda: commands.check_title(fields["title"] or ""),
+            "type": lambda: commands.parse_type(fields["type"] or "", self.core.playbook),
+            "severity": lambda: commands.parse_severity(fields["severity"] or "", self.core.playbook),
+            "description": lambda: commands.check_description(fields["description"]),
+        }
+        for block, check in checks.items():
+            try:
+                check()
+            except Refusal as refusal:
+                errors[block] = self.core.explain(refusal)[:150]
+        return errors
+
+    def _private_reply(self, user: str, meta: dict):
+        """A modal has no response_url of its own: answer where /crisis was typed, else in a DM."""
+        client, response_url = self.client, meta.get("response_url")
+
+        async def reply(text: str, **_ignored) -> None:
+            if response_url:
+                result = await AsyncWebhookClient(response_url).send(
+                    text=text, response_type="ephemeral", replace_original=False)
+                if result.status_code == 200:
+                    return
+            await client.chat_postMessage(channel=user, text=text)
+
+        return reply
+
+    # -- buttons -----------------------------------------------------------------------------
+
+    async def on_action(self, ack, body, action, respond):
+        await ack()
+        user = (body.get("user") or {}).get("id")
+        async with self.answering(respond, f"action {action.get('action_id')}"):
+            parsed = parse_action_id(action.get("action_id", ""))
+            if parsed is None or not user:
+                raise Refusal("malformed_request")
+            name, incident_id, value = parsed
+            core = self.core
+            if name == "role.claim":
+                outcome = await asyncio.to_thread(core.claim_role, incident_id, user, value)
+            elif name == "role.assign":
+                chosen = action.get("selected_user")
+                if not chosen:
+                    raise Refusal("malformed_request")
+                outcome = await asyncio.to_thread(core.assign_role, incident_id, user, chosen, value)
+            else:
+                outcome = await asyncio.to_thread(core.set_item, incident_id, user, value, name)
+            if outcome.private:
+                await self._tell(respond, outcome.private)
+            await self.publisher.apply(outcome)
+
+    # -- events and errors -------------------------------------------------------------------
+
+    async def on_mention(self, event, client):
+        try:
+            await client.chat_postEphemeral(channel=event["channel"], user=event["user"], text=self.help_text())
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not answer a mention: %s", slack_error(exc))
+
+    async def on_error(self, error, body):
+        log.error("unhandled error for %s: %r", (body or {}).get("type"), error)
+
+
+def _json(text: str | None) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

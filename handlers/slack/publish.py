@@ -1,0 +1,119 @@
+"""Carrying an Outcome into Slack: posts, in-place updates, invites, topic, announcements.
+
+The state is already committed when this runs (DESIGN.md, invariant 3). slack_sdk's retry
+handlers retry rate limits, connection and server errors; what still fails is recorded
+with the incident (shown by /crisis status) and never undoes the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core import Core, Outcome
+from bot.messages import Message
+from handlers.slack.blocks import to_blocks
+
+log = logging.getLogger(__name__)
+PLATFORM = "slack"
+
+
+def slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or exc)
+    return type(exc).__name__
+
+
+class Publisher:
+    def __init__(self, core: Core, client: AsyncWebClient, bot_user_id: str | None = None):
+        self.core = core
+        self.client = client
+        self.bot_user_id = bot_user_id
+        # Renders and posts of one incident run one at a time, so an older render can never
+        # overwrite a newer one in the same message.
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def apply(self, outcome: Outcome) -> None:
+        channel = outcome.channel_id
+        if channel is None:
+            return
+        if outcome.invite:
+            await self.invite(channel, outcome.invite)
+        for notice in outcome.notices:
+            await self._post(channel, notice, outcome.ref)
+        if outcome.updates:
+            await self.sync(outcome.incident_id, channel, outcome.updates)
+        if outcome.topic:
+            await self._call("conversations_setTopic", outcome.ref, channel=channel, topic=outcome.topic)
+        if outcome.announcement:
+            await self.announce(outcome.announcement, outcome.ref)
+
+    async def sync(self, incident_id: int, channel: str, messages: list[Message]) -> None:
+        """Post what was never posted, edit what changed, leave the rest alone."""
+        async with self._locks[incident_id]:
+            # Render from the newest state: a later action may have committed since this outcome.
+            latest = {m.key: m for m in await asyncio.to_thread(self.core.standing_messages, incident_id)}
+            messages = [latest.get(m.key, m) for m in messages]
+            posted = await asyncio.to_thread(self.core.posted, incident_id, PLATFORM)
+            for message in messages:
+                row = posted.get(message.key)
+                fingerprint = message.fingerprint()
+                if row is not None and row.message_ref and row.fingerprint == fingerprint:
+                    continue
+                blocks = to_blocks(message, incident_id)
+                try:
+                    if row is not None and row.message_ref:
+                        await self.client.chat_update(channel=row.channel_id, ts=row.message_ref,
+                                                      text=message.text, blocks=blocks)
+                        ref = row.message_ref
+                    else:
+                        response = await self.client.chat_postMessage(channel=channel, text=message.text,
+                                                                      blocks=blocks)
+                        ref = response["ts"]
+                    await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
+                                            channel, ref, fingerprint)
+                except Exception as exc:  # noqa: BLE001 - any failure is recorded, never raised into the user's action
+                    log.error("incident %s: could not post %s: %s", incident_id, message.key, slack_error(exc))
+                    await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
+                                            channel, None, None, slack_error(exc))
+
+    async def invite(self, channel: str, users: list[str]) -> None:
+        for user in dict.fromkeys(users):
+            if not user or user == self.bot_user_id:
+                continue
+            try:
+                await self.client.conversations_invite(channel=channel, users=user)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "already_in_channel":
+                    log.warning("could not invite %s to %s: %s", user, channel, slack_error(exc))
+
+    async def announce(self, text: str, ref: str) -> None:
+        target = self.core.playbook.team.announcement_channel
+        if not target:
+            return
+        if not re.fullmatch(r"[CG][A-Z0-9]{6,}", target):
+            target = "#" + target.lstrip("#")  # Slack takes a channel by name when it starts with #
+        try:
+            await self.client.chat_postMessage(channel=target, text=text)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel":
+                log.error("%s: announcement to %s failed: %s", ref, target, slack_error(exc))
+                return
+            # A public announcement channel the bot was never added to: join it once, then post.
+            await self._call("conversations_join", ref, channel=target)
+            await self._call("chat_postMessage", ref, channel=target, text=text)
+
+    async def _post(self, channel: str, text: str, ref: str) -> None:
+        await self._call("chat_postMessage", ref, channel=channel, text=text)
+
+    async def _call(self, method: str, ref: str, **kwargs) -> dict | None:
+        try:
+            return (await getattr(self.client, method)(**kwargs)).data
+        except Exception as exc:  # noqa: BLE001 - logged with the incident; the state stays committed
+            log.error("%s: %s failed: %s", ref, method, slack_error(exc))
+            return None

@@ -1,0 +1,40 @@
+"""Serving the Bolt app: HTTP with aiohttp (POST /slack/events, GET /healthz) or Socket Mode."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+
+from handlers.slack.app import SlackBot
+
+log = logging.getLogger(__name__)
+
+
+def web_app(bot: SlackBot) -> web.Application:
+    async def events(request: web.Request) -> web.Response:
+        try:
+            bolt_request = await to_bolt_request(request)
+            return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
+        except Exception:  # noqa: BLE001 - Slack gets a plain 400, never a 500 with a traceback
+            log.exception("could not handle a request to /slack/events")
+            return web.Response(status=400, text="bad request")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    return app
+
+
+def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> None:
+    log.info("serving Slack on http://%s:%s/slack/events", host, port)
+    web.run_app(web_app(bot), host=host, port=port, print=None)
+
+
+async def serve_socket_mode(bot: SlackBot, app_token: str) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    await AsyncSocketModeHandler(bot.app, app_token).start_async()
