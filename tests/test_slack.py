@@ -322,3 +322,43 @@ def test_healthz(room):
     import urllib.request
     with urllib.request.urlopen(room.served.url + "/healthz", timeout=5) as response:
         assert response.status == 200 and json.loads(response.read()) == {"ok": True}
+
+
+def test_the_crisisbot_slack_command_serves_signed_requests(tmp_path, database_url):
+    """The deployed entry point: `crisisbot slack --port N` with the environment the README names."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    fake = FakeSlack().start()
+    fake.add_user("U1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
+           "SLACK_API_BASE_URL": fake.url, "DATABASE_URL": database_url, "CRISISBOT_LANGUAGE": "de"}
+    process = subprocess.Popen([sys.executable, "-m", "handlers.cli", "slack", "--port", str(port),
+                                "--host", "127.0.0.1"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        import urllib.request
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "crisisbot slack did not come up"
+                time.sleep(0.1)
+        send = SlackSender(f"http://127.0.0.1:{port}", fake.response_url)
+        reply, name = send.command("start sev1 Gehackter Account")
+        assert reply.status == 200 and "Der Krisenraum für „Gehackter Account“ wird eröffnet" in reply.body
+        answer = fake.wait_for("response_url", predicate=lambda c: c.url_name == name, timeout=10)
+        assert "CRISIS-1 ist in <#" in answer[0].params["text"]
+        unsigned = send.post(send.command_body("start sev1 Forged")[0], signed=False)
+        assert unsigned.status == 401
+    finally:
+        process.terminate()
+        process.wait(10)
+        fake.stop()
+    assert "Traceback" not in process.stderr.read()
