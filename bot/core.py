@@ -75,6 +75,11 @@ class Core:
     def say(self, text: str, language: str | None = None, /, **values) -> str:
         return self.texts.get(language or self.language, text, **values)
 
+    def help_text(self) -> str:
+        pb = self.playbook
+        return self.say("help", levels=", ".join(f"sev{s.level}" for s in pb.severities),
+                        types=", ".join(pb.type_by_key), roles=", ".join(pb.role_by_key))
+
     def parse(self, text: str) -> commands.Command:
         return commands.parse(text, self.playbook)
 
@@ -333,6 +338,18 @@ class Core:
                                             duration=now - incident.created_at,
                                             channel=channel_link(incident.channel_id))
             return out
+
+    def run(self, command: commands.Command, incident_id: int, user: str) -> Outcome:
+        """The incident commands that change state, the same for every platform."""
+        if command.name == "assign":
+            return self.assign_role(incident_id, user, command.user, command.role)
+        if command.name == "severity":
+            return self.set_severity(incident_id, user, command.severity)
+        if command.name == "phase":
+            return self.set_phase(incident_id, user, command.phase)
+        if command.name == "resolve":
+            return self.resolve(incident_id, user)
+        raise Refusal("unknown_command", command=command.name)
 
     # -- read-only answers -----------------------------------------------------------------
 

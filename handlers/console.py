@@ -106,9 +106,7 @@ class Console:
         core = self.core
         command = core.parse(text)
         if command.name == "help":
-            pb = core.playbook
-            self.private(core.say("help", levels=", ".join(f"sev{s.level}" for s in pb.severities),
-                                  types=", ".join(pb.type_by_key), roles=", ".join(pb.role_by_key)))
+            self.private(core.help_text())
             return
         if command.name == "start":
             if command.title:
@@ -123,14 +121,8 @@ class Console:
             self.private(core.status(incident_id))
         elif command.name == "roles":
             self.show(core.roster(incident_id), incident_id, private=True)
-        elif command.name == "assign":
-            self.apply(core.assign_role(incident_id, self.user, command.user, command.role))
-        elif command.name == "severity":
-            self.apply(core.set_severity(incident_id, self.user, command.severity))
-        elif command.name == "phase":
-            self.apply(core.set_phase(incident_id, self.user, command.phase))
-        elif command.name == "resolve":
-            self.apply(core.resolve(incident_id, self.user))
+        else:
+            self.apply(core.run(command, incident_id, self.user))
 
     def start_form(self) -> None:
         """The console's start modal: one question a line, Enter keeps the default."""

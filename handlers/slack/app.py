@@ -86,7 +86,7 @@ class SlackBot:
             await ack(text=self.core.explain(refusal))
             return
         if command.name == "help":
-            await ack(text=self.help_text())
+            await ack(text=self.core.help_text())
             return
         if command.name == "start" and not command.title:
             await ack()
@@ -117,22 +117,10 @@ class SlackBot:
             await respond(text=message.text, blocks=to_blocks(message, incident_id),
                           response_type="ephemeral", replace_original=False)
             return
-        action = {
-            "assign": lambda: core.assign_role(incident_id, user, command.user, command.role),
-            "severity": lambda: core.set_severity(incident_id, user, command.severity),
-            "phase": lambda: core.set_phase(incident_id, user, command.phase),
-            "resolve": lambda: core.resolve(incident_id, user),
-        }[command.name]
-        outcome = await asyncio.to_thread(action)
+        outcome = await asyncio.to_thread(core.run, command, incident_id, user)
         if outcome.private:
             await self._tell(respond, outcome.private)
         await self.publisher.apply(outcome)
-
-    def help_text(self) -> str:
-        pb = self.core.playbook
-        return self.core.say(
-            "help", levels=", ".join(f"sev{s.level}" for s in pb.severities),
-            types=", ".join(pb.type_by_key), roles=", ".join(pb.role_by_key))
 
     # -- starting an incident ----------------------------------------------------------------
 
@@ -244,7 +232,7 @@ class SlackBot:
 
     async def on_mention(self, event, client):
         try:
-            await client.chat_postEphemeral(channel=event["channel"], user=event["user"], text=self.help_text())
+            await client.chat_postEphemeral(channel=event["channel"], user=event["user"], text=self.core.help_text())
         except Exception as exc:  # noqa: BLE001
             log.warning("could not answer a mention: %s", slack_error(exc))
 
