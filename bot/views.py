@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
 from bot.models import ChecklistItem, Incident
 from bot.playbook import Playbook
-from bot.texts import Texts, mention
+from bot.texts import Texts, Trusted, mention
 
 
 class Views:
@@ -27,10 +27,11 @@ class Views:
         level = incident.severity if level is None else level
         severity = self.playbook.severity_by_level.get(level)
         name = self.loc(incident, severity.name) if severity else ""
-        return self.t(incident, "severity_label", level=level, name=name)
+        # Already escaped by its template; Trusted keeps it from being escaped a second time.
+        return Trusted(self.t(incident, "severity_label", level=level, name=name))
 
     def phase_label(self, incident: Incident, phase: str | None = None) -> str:
-        return self.t(incident, "phase_name", phase=phase or incident.phase)
+        return Trusted(self.t(incident, "phase_name", phase=phase or incident.phase))
 
     def role_label(self, incident: Incident, role_key: str) -> str:
         role = self.playbook.role_by_key.get(role_key)

@@ -8,7 +8,6 @@ import getpass
 import logging
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -55,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_console(settings, args.user)
         return run_slack(settings, args.port, args.host, args.socket_mode)
     except StartupError as exc:
-        print(textwrap.fill(f"crisisbot cannot start: {exc}", width=100), file=sys.stderr)
+        # One unwrapped paragraph: paths and commands in it stay whole for copying.
+        print(f"crisisbot cannot start: {exc}", file=sys.stderr)
         return 2
 
 

@@ -187,8 +187,8 @@ class Console:
                                       message.key, fingerprint)
         if outcome.topic:
             self.say(f"  ({to_terminal(self.t('console_topic', topic=Trusted(outcome.topic)))})")
-        if outcome.announcement:
-            channel = self.core.playbook.team.announcement_channel or "announcements"
+        channel = self.core.playbook.team.announcement_channel
+        if outcome.announcement and channel:
             self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}] "
                      f"{to_terminal(outcome.announcement)}")
 
