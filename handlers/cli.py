@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import os
@@ -137,6 +138,9 @@ def run_slack(settings: Settings, port: int | None, host: str, socket_mode: bool
         raise StartupError(f"{', '.join(missing)} is not set. Create the Slack app from slack-manifest.yaml and "
                            "copy the tokens from its settings page (see the README).")
     core = _core(settings)
+    # Objects alive after start-up live until exit; freezing them keeps full GC pauses short.
+    gc.collect()
+    gc.freeze()
     bot = SlackBot(core, settings.slack_bot_token, settings.slack_signing_secret, settings.slack_api_base_url)
     if socket_mode:
         asyncio.run(serve_socket_mode(bot, settings.slack_app_token))

@@ -48,12 +48,15 @@ class SlackBot:
         self.core = core
         self.client = make_client(token, base_url)
         self.publisher = Publisher(core, self.client)
+        # Each listener is split: a quick `ack_*` that answers Slack at once, and a lazy `work_*`
+        # that Bolt starts after the response is sent. With process_before_response the ack is
+        # returned directly, without Bolt's 10 ms polling for it (see docs/speed.md).
         self.app = AsyncApp(client=self.client, signing_secret=signing_secret,
-                            raise_error_for_unhandled_request=False)
-        self.app.command("/crisis")(self.on_command)
-        self.app.action({"action_id": re.compile(ACTIONS)})(self.on_action)
-        self.app.view("crisis.start")(self.on_start_submit)
-        self.app.event("app_mention")(self.on_mention)
+                            process_before_response=True, raise_error_for_unhandled_request=False)
+        self.app.command("/crisis")(ack=self.ack_command, lazy=[self.work_command])
+        self.app.action({"action_id": re.compile(ACTIONS)})(ack=_just_ack, lazy=[self.work_action])
+        self.app.view("crisis.start")(ack=self.ack_start_submit, lazy=[self.work_start_submit])
+        self.app.event("app_mention")(ack=_just_ack, lazy=[self.on_mention])
         self.app.error(self.on_error)
 
     # -- the private answer ----------------------------------------------------------------
@@ -78,24 +81,32 @@ class SlackBot:
 
     # -- /crisis ---------------------------------------------------------------------------
 
-    async def on_command(self, ack, body, respond, context):
-        text = body.get("text") or ""
+    def _parse(self, text: str) -> Command | Refusal:
         try:
-            command = self.core.parse(text)
+            return self.core.parse(text)
         except Refusal as refusal:
-            await ack(text=self.core.explain(refusal))
-            return
-        if command.name == "help":
+            return refusal
+
+    async def ack_command(self, ack, body):
+        """In-memory checks only: what can be answered without the database is answered here."""
+        command = self._parse(body.get("text") or "")
+        if isinstance(command, Refusal):
+            await ack(text=self.core.explain(command))
+        elif command.name == "help":
             await ack(text=self.core.help_text())
-            return
-        if command.name == "start" and not command.title:
-            await ack()
-            await self.open_start_modal(body, respond)
-            return
-        if command.name == "start":
+        elif command.name == "start" and command.title:
             await ack(text=self.core.say("opening", title=command.title))
         else:
             await ack()
+
+    async def work_command(self, body, respond):
+        text = body.get("text") or ""
+        command = self._parse(text)
+        if isinstance(command, Refusal) or command.name == "help":
+            return  # answered in the ack
+        if command.name == "start" and not command.title:
+            await self.open_start_modal(body, respond)
+            return
         workspace, user, channel = body.get("team_id"), body.get("user_id"), body.get("channel_id")
         async with self.answering(respond, f"/crisis {text}"):
             if command.name == "start":
@@ -160,13 +171,17 @@ class SlackBot:
         async with self.answering(respond, "open start modal"):
             await self.client.views_open(trigger_id=body["trigger_id"], view=start_modal(self.core, meta))
 
-    async def on_start_submit(self, ack, body, view, respond):
-        fields = modal_values(view)
-        errors = self._check_start_fields(fields)
+    async def ack_start_submit(self, ack, view):
+        errors = self._check_start_fields(modal_values(view))
         if errors:
             await ack(response_action="errors", errors=errors)
-            return
-        await ack()
+        else:
+            await ack()
+
+    async def work_start_submit(self, body, view):
+        fields = modal_values(view)
+        if self._check_start_fields(fields):
+            return  # the form showed its errors in the ack
         user = (body.get("user") or {}).get("id")
         workspace = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
         meta = _json(view.get("private_metadata"))
@@ -206,8 +221,7 @@ class SlackBot:
 
     # -- buttons -----------------------------------------------------------------------------
 
-    async def on_action(self, ack, body, action, respond):
-        await ack()
+    async def work_action(self, body, action, respond):
         user = (body.get("user") or {}).get("id")
         async with self.answering(respond, f"action {action.get('action_id')}"):
             parsed = parse_action_id(action.get("action_id", ""))
@@ -238,6 +252,10 @@ class SlackBot:
 
     async def on_error(self, error, body):
         log.error("unhandled error for %s: %r", (body or {}).get("type"), error)
+
+
+async def _just_ack(ack) -> None:
+    await ack()
 
 
 def _json(text: str | None) -> dict:
