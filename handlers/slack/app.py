@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -100,6 +101,7 @@ class SlackBot:
             await ack()
 
     async def work_command(self, body, respond):
+        await _after_response()
         text = body.get("text") or ""
         command = self._parse(text)
         if isinstance(command, Refusal) or command.name == "help":
@@ -179,6 +181,7 @@ class SlackBot:
             await ack()
 
     async def work_start_submit(self, body, view):
+        await _after_response()
         fields = modal_values(view)
         if self._check_start_fields(fields):
             return  # the form showed its errors in the ack
@@ -222,6 +225,7 @@ class SlackBot:
     # -- buttons -----------------------------------------------------------------------------
 
     async def work_action(self, body, action, respond):
+        await _after_response()
         user = (body.get("user") or {}).get("id")
         async with self.answering(respond, f"action {action.get('action_id')}"):
             parsed = parse_action_id(action.get("action_id", ""))
@@ -252,6 +256,22 @@ class SlackBot:
 
     async def on_error(self, error, body):
         log.error("unhandled error for %s: %r", (body or {}).get("type"), error)
+
+
+# Set by the HTTP server for each request; Bolt's lazy tasks inherit it from the request's context.
+ACK_SENT: ContextVar[asyncio.Event | None] = ContextVar("ack_sent", default=None)
+
+
+async def _after_response() -> None:
+    """Bolt starts lazy work before the ack is written; wait until it is on the wire, so the
+    work's database thread does not compete with the ack for the interpreter. (Socket Mode
+    sets no event: its ack is already sent over the socket.)"""
+    sent = ACK_SENT.get()
+    if sent is not None:
+        try:
+            await asyncio.wait_for(sent.wait(), timeout=3)
+        except TimeoutError:
+            log.warning("the ack was not confirmed as sent within 3 s; working anyway")
 
 
 async def _just_ack(ack) -> None:

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-from handlers.slack.app import SlackBot
+from handlers.slack.app import ACK_SENT, SlackBot
 
 log = logging.getLogger(__name__)
 
 
 def web_app(bot: SlackBot) -> web.Application:
-    async def events(request: web.Request) -> web.Response:
+    async def events(request: web.Request) -> web.StreamResponse:
+        sent = asyncio.Event()
+        ACK_SENT.set(sent)
         try:
             bolt_request = await to_bolt_request(request)
-            return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
+            response = await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
         except Exception:  # noqa: BLE001 - Slack gets a plain 400, never a 500 with a traceback
             log.exception("could not handle a request to /slack/events")
-            return web.Response(status=400, text="bad request")
+            response = web.Response(status=400, text="bad request")
+        try:
+            # Send the ack now, then let the work that waits for it begin.
+            await response.prepare(request)
+            await response.write_eof()
+        finally:
+            sent.set()
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
