@@ -166,7 +166,7 @@ def settle(served: ServedApp, timeout: float = 30.0) -> None:
 
 def find_button(blocks: list[dict], prefix: str) -> str | None:
     for block in blocks or []:
-        for element in block.get("elements", []) + [block.get("accessory") or {}]:
+        for element in [*block.get("elements", []), block.get("accessory") or {}]:
             action = element.get("action_id", "")
             if action.startswith(prefix + "|") and action.endswith("|" + ITEM):
                 return action

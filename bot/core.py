@@ -19,7 +19,14 @@ from bot.clock import Clock, system_clock
 from bot.db import Database
 from bot.errors import Refusal
 from bot.messages import Message
-from bot.models import ChecklistItem, Incident, PostedMessage, RoleAssignment, TimelineEvent, WorkspaceCounter
+from bot.models import (
+    ChecklistItem,
+    Incident,
+    PostedMessage,
+    RoleAssignment,
+    TimelineEvent,
+    WorkspaceCounter,
+)
 from bot.naming import channel_name
 from bot.playbook import INCIDENT_PHASES, Playbook
 from bot.texts import Texts, channel_link, mention

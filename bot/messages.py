@@ -6,9 +6,9 @@ Text uses a small shared markup that Slack reads as is and the other handlers tr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from hashlib import sha256
-import json
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,8 @@ def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
                 out.append(((*where, "key"), f"checklist item {item.key!r} appears twice"))
             item_keys.add(item.key)
             if item.owner not in roles:
-                out.append(((*where, "owner"), f"owner {item.owner!r} is not a role of this playbook ({', '.join(roles)})"))
+                out.append(((*where, "owner"),
+                            f"owner {item.owner!r} is not a role of this playbook ({', '.join(roles)})"))
     for ri, role in enumerate(pb.roles):
         for li, level in enumerate(role.required_at):
             if level not in levels:

@@ -9,7 +9,7 @@ crowd or inject markup (DESIGN.md, invariant 7).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 
@@ -47,11 +47,11 @@ def channel_link(channel_id: str) -> Trusted:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def format_clock(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%H:%M UTC")
+    return value.astimezone(UTC).strftime("%H:%M UTC")
 
 
 def format_span(value: timedelta) -> str:

@@ -82,7 +82,7 @@ def _settings() -> Settings:
 def _database(settings: Settings) -> Database:
     try:
         return Database(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
+    except Exception as exc:  # bad URL or missing driver
         raise StartupError(f"DATABASE_URL {_redacted(settings.database_url)!r} cannot be used: {exc}.") from None
 
 
@@ -155,7 +155,7 @@ def _redacted(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "(unparsable URL)"
 
 

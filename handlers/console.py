@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import TextIO
 
 from bot import commands
 from bot.core import Core, Outcome
 from bot.errors import Refusal
-from bot.texts import Trusted
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
+from bot.texts import Trusted
 
 WORKSPACE = "console"
 PLATFORM = "console"

@@ -4,7 +4,7 @@ CRISISBOT_TEST_DATABASE_URL is set), the core, and the core's playbook."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -14,7 +14,7 @@ from bot.core import Core
 from bot.db import Database, normalize_url
 from bot.playbook import Team
 
-START = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 class FakeClock:

@@ -8,7 +8,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, inspect
 
 from bot.core import Core
@@ -269,8 +268,8 @@ def test_playbook_check(tmp_path, capsys):
     text = text.replace("lead_role: lead ", "lead_role: Boss! ", 1)
     bad.write_text(text, encoding="utf-8")
     lines = text.splitlines()
-    severity_line = next(n for n, l in enumerate(lines, 1) if l.startswith("default_severity:"))
-    lead_line = next(n for n, l in enumerate(lines, 1) if l.startswith("lead_role:"))
+    severity_line = next(n for n, line in enumerate(lines, 1) if line.startswith("default_severity:"))
+    lead_line = next(n for n, line in enumerate(lines, 1) if line.startswith("lead_role:"))
 
     assert cli.main(["playbook", "check", str(bad)]) == 1
     out = capsys.readouterr()

@@ -560,7 +560,7 @@ def test_two_people_claim_the_same_role_at_once(core, database_url, playbook, cl
                 results[user] = other.claim_role(incident_id, user, "legal")
             except Refusal as refusal:
                 results[user] = refusal
-        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
+        except Exception as exc:  # reported by the assertions below
             results[user] = exc
         finally:
             database.dispose()

@@ -116,7 +116,7 @@ def test_claim_updates_the_roster_in_place(room):
     ts, roster = room.standing(channel, "roster")
     posts_before = len(room.fake.calls_to("chat.postMessage"))
 
-    reply, name = room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
+    reply, _ = room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
     assert reply.status == 200
     update = room.fake.wait_for("chat.update")[0]
     assert update.params["ts"] == ts
@@ -230,10 +230,9 @@ def test_status_resolve_and_buttons_gone_afterwards(room):
     room.fake.wait_for("chat.postMessage", predicate=lambda c: "resolved" in c.params.get("text", "")
                        and c.params["channel"] == channel)
     room.fake.wait_for("chat.update", count=7)
-    for ts, message in room.messages(channel).items():
+    for message in room.messages(channel).values():
         for block in message["blocks"] or []:
             assert block["type"] != "actions" and "accessory" not in block
-    _, assess = room.standing(channel, "checklist:assess")
     _, name = room.send.click("item.done|1|gather-facts", "U1", channel)
     assert "CRISIS-1 is resolved" in room.private_answers(name)[0]
 

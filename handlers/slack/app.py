@@ -31,7 +31,6 @@ from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to
 from handlers.slack.publish import Publisher, slack_error
 
 log = logging.getLogger(__name__)
-NEEDS_INCIDENT = ("roles", "assign", "severity", "phase", "status", "resolve")
 MAX_NAME_ATTEMPTS = 10
 ACTIONS = r"^(item\.(done|skip|reopen)|role\.(claim|assign))\|"
 
@@ -70,14 +69,14 @@ class SlackBot:
         except Refusal as refusal:
             log.info("refused %s: %s %s", what, refusal.text, refusal.values)
             await self._tell(respond, self.core.explain(refusal))
-        except Exception:  # noqa: BLE001 - the user gets a sentence, the log gets the traceback
+        except Exception:  # the user gets a sentence, the log gets the traceback
             log.exception("failed: %s", what)
             await self._tell(respond, self.core.say("internal_error"))
 
     async def _tell(self, respond, text: str) -> None:
         try:
             await respond(text=text, response_type="ephemeral", replace_original=False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("could not answer privately: %s", slack_error(exc))
 
     # -- /crisis ---------------------------------------------------------------------------
@@ -92,6 +91,7 @@ class SlackBot:
         """In-memory checks only: what can be answered without the database is answered here."""
         command = self._parse(body.get("text") or "")
         if isinstance(command, Refusal):
+            log.info("refused /crisis %r from %s: %s", body.get("text"), body.get("user_id"), command.text)
             await ack(text=self.core.explain(command))
         elif command.name == "help":
             await ack(text=self.core.help_text())
@@ -161,7 +161,7 @@ class SlackBot:
                 reason = slack_error(exc)
                 if reason != "name_taken":
                     break
-            except Exception as exc:  # noqa: BLE001 - a network failure after the retries
+            except Exception as exc:  # a network failure after the retries
                 reason = slack_error(exc)
                 break
         await asyncio.to_thread(self.core.abandon_start, opening.incident_id, reason)
@@ -176,6 +176,7 @@ class SlackBot:
     async def ack_start_submit(self, ack, view):
         errors = self._check_start_fields(modal_values(view))
         if errors:
+            log.info("start form refused: %s", ", ".join(errors))
             await ack(response_action="errors", errors=errors)
         else:
             await ack()
@@ -251,7 +252,7 @@ class SlackBot:
     async def on_mention(self, event, client):
         try:
             await client.chat_postEphemeral(channel=event["channel"], user=event["user"], text=self.core.help_text())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("could not answer a mention: %s", slack_error(exc))
 
     async def on_error(self, error, body):

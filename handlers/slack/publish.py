@@ -77,7 +77,7 @@ class Publisher:
                         ref = response["ts"]
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
                                             channel, ref, fingerprint)
-                except Exception as exc:  # noqa: BLE001 - any failure is recorded, never raised into the user's action
+                except Exception as exc:  # any failure is recorded, never raised into the user's action
                     log.error("incident %s: could not post %s: %s", incident_id, message.key, slack_error(exc))
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
                                             channel, None, None, slack_error(exc))
@@ -114,6 +114,6 @@ class Publisher:
     async def _call(self, method: str, ref: str, **kwargs) -> dict | None:
         try:
             return (await getattr(self.client, method)(**kwargs)).data
-        except Exception as exc:  # noqa: BLE001 - logged with the incident; the state stays committed
+        except Exception as exc:  # logged with the incident; the state stays committed
             log.error("%s: %s failed: %s", ref, method, slack_error(exc))
             return None

@@ -20,7 +20,7 @@ def web_app(bot: SlackBot) -> web.Application:
         try:
             bolt_request = await to_bolt_request(request)
             response = await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
-        except Exception:  # noqa: BLE001 - Slack gets a plain 400, never a 500 with a traceback
+        except Exception:  # Slack gets a plain 400, never a 500 with a traceback
             log.exception("could not handle a request to /slack/events")
             response = web.Response(status=400, text="bad request")
         try:
