@@ -361,3 +361,26 @@ def test_the_crisisbot_slack_command_serves_signed_requests(tmp_path, database_u
         process.wait(10)
         fake.stop()
     assert "Traceback" not in process.stderr.read()
+
+
+def test_a_failed_update_keeps_the_change_and_is_shown_by_status(room):
+    channel, _ = room.start()
+    ts, roster = room.standing(channel, "roster")
+    room.fake.fail_next("chat.update", "fatal_error")
+    room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
+    room.fake.wait_for("chat.update")
+    room.settle()
+    assert "<@U2>" not in texts(room.messages(channel)[ts])  # Slack refused the edit …
+    incident = room.core.incident_in_channel("T1", channel)
+    assert [e.kind for e in room.core.timeline(incident)][-1] == "role.assigned"  # … the claim stands
+
+    _, name = room.send.command("status", user="U2", channel=channel)
+    assert "The message “roster” could not be updated: fatal_error" in room.private_answers(name)[0]
+
+    # The next change brings the message up to date, and the warning goes away.
+    room.send.click(button(roster, "role.claim", "comms"), "U3", channel)
+    room.fake.wait_for("chat.update", count=2)
+    room.settle()
+    assert "<@U2>" in texts(room.messages(channel)[ts]) and "<@U3>" in texts(room.messages(channel)[ts])
+    _, name = room.send.command("status", user="U2", channel=channel)
+    assert "could not be updated" not in room.private_answers(name)[0]
