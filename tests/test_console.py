@@ -48,25 +48,24 @@ class Session:
         return self.out.getvalue()
 
 
-def claim_button(role: str):
-    """The number of the Claim button under a role's line, as the output last showed it."""
-    pattern = re.compile(rf"^{re.escape(role)}\b[^\n]*: open\n[^\n]*\n\s+\[(\d+)\] Claim$", re.MULTILINE)
+def last_number(pattern: str, what: str):
+    """A finder for the number of a button, as the output last showed it."""
+    compiled = re.compile(pattern, re.MULTILINE)
 
     def find(output: str) -> str:
-        numbers = pattern.findall(output)
-        assert numbers, f"no Claim button for {role} in the output"
+        numbers = compiled.findall(output)
+        assert numbers, f"no {what} in the output"
         return numbers[-1]
     return find
+
+
+def claim_button(role: str):
+    """The Claim button under a role's line."""
+    return last_number(rf"^{re.escape(role)}\b[^\n]*: open\n[^\n]*\n\s+\[(\d+)\] Claim$", f"Claim button for {role}")
 
 
 def done_button(item_title: str):
-    pattern = re.compile(rf"^☐ {re.escape(item_title)}[^\n]*\n\s+\[(\d+)\] Done", re.MULTILINE)
-
-    def find(output: str) -> str:
-        numbers = pattern.findall(output)
-        assert numbers, f"no Done button for {item_title!r} in the output"
-        return numbers[-1]
-    return find
+    return last_number(rf"^☐ {re.escape(item_title)}[^\n]*\n\s+\[(\d+)\] Done", f"Done button for {item_title!r}")
 
 
 def after(text: str, marker: str) -> str:
