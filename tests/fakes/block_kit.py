@@ -210,7 +210,7 @@ def _block(e: _Errors, block: Any, path: str) -> None:
         e.add(f"{path}/type", f"unsupported block type {kind!r} in a {e.surface}")
         return
     required, optional = _BLOCKS[kind]
-    _fields(e, block, path, required, optional + ("block_id",))
+    _fields(e, block, path, required, (*optional, "block_id"))
     if "block_id" in block:
         _unique(e, block, "block_id", path, e.block_ids)
     if kind == "section":

@@ -9,6 +9,16 @@ test talks to it through the unmodified slack_sdk / slack_bolt clients:
     fake.wait_for("chat.postMessage")
     fake.stop()
 
+It also speaks Socket Mode: apps.connections.open (app-level `xapp-` token) hands out a
+one-time ws:// URL on the same server; a client that connects gets Slack's `hello`, and
+the test pushes envelopes and reads the client's acks:
+
+    fake.wait_for_socket_client()
+    envelope_id = fake.socket_send("slash_commands", {...the command's fields...})
+    ack = fake.wait_for_socket_ack(envelope_id)   # {"envelope_id": ..., "payload": {...}}
+
+Socket traffic is recorded as calls too: "socket.connect", "socket.send", "socket.ack".
+
 State changes and call recording happen under one lock, so tests can read
 `calls`, `channels` and `views` from the test thread while the bot runs.
 """
@@ -21,11 +31,12 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .block_kit import validate_blocks, validate_view
 
@@ -64,6 +75,12 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
+# Methods that take an app-level token (xapp-) instead of the bot token.
+APP_LEVEL_METHODS = frozenset({"apps.connections.open"})
+# Slack wants a Socket Mode ack within 3 seconds; later ones are recorded as "ack_too_late".
+SOCKET_ACK_DEADLINE = 3.0
+
+
 class FakeSlack:
     def __init__(self, bot_user_id: str = "UBOT", team_id: str = "T1"):
         self.bot_user_id, self.team_id = bot_user_id, team_id
@@ -79,8 +96,16 @@ class FakeSlack:
         self._ts = itertools.count(100, 100)
         self._base: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Socket Mode: unused tickets of issued URLs, open connections (hello sent), total
+        # connections made, envelopes pushed (id -> envelope, send time) and acks received.
+        self._tickets: set[str] = set()
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_connections = 0
+        self._envelopes: dict[str, tuple[dict, float]] = {}
+        self._socket_acks: dict[str, dict] = {}
         self._methods: dict[str, Callable[[dict], dict]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "conversations.create": self._conversations_create,
             "conversations.invite": self._conversations_invite,
             "conversations.join": self._conversations_join,
@@ -124,6 +149,8 @@ class FakeSlack:
         # slack_sdk's async client really sends GET for some methods (users.info, conversations.info).
         app.router.add_route("*", "/api/{method}", self._http_api)
         app.router.add_post("/response/{name}", self._http_response_url)
+        app.router.add_get("/socket", self._http_socket)
+        app.on_shutdown.append(self._close_sockets)
         # Short shutdown timeout: bolt's aiohttp session may hold idle keep-alive connections.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -190,16 +217,19 @@ class FakeSlack:
                 self._cond.wait(remaining)
             if len(found) >= count:
                 return found
-            lines = [
-                f"  {i}. {c.method}{f' [{c.url_name}]' if c.url_name else ''} -> "
-                f"{'ok' if c.ok else c.error} {json.dumps(c.params, default=str)[:300]}"
-                for i, c in enumerate(self._calls, 1)
-            ]
+            lines = self._call_lines()
         raise AssertionError(
             f"timed out after {timeout}s waiting for {count} call(s) to {method}"
             f"{' matching predicate' if predicate else ''}; got {len(found)}. All calls:\n"
             + ("\n".join(lines) or "  (none)")
         )
+
+    def _call_lines(self) -> list[str]:
+        return [
+            f"  {i}. {c.method}{f' [{c.url_name}]' if c.url_name else ''} -> "
+            f"{'ok' if c.ok else c.error} {json.dumps(c.params, default=str)[:300]}"
+            for i, c in enumerate(self._calls, 1)
+        ]
 
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         with self._cond:
@@ -219,6 +249,90 @@ class FakeSlack:
             self.users.update(members)
             members = set(members) | ({self.bot_user_id} if bot_is_member else set())
             return self._new_channel(name, members, is_private=is_private).id
+
+    # -- Socket Mode, test side ---------------------------------------------
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode connections were accepted since start (reconnects count)."""
+        with self._cond:
+            return self._socket_connections
+
+    def wait_for_socket_client(self, timeout: float = 10.0, connections: int = 1) -> int:
+        """Wait until a Socket Mode client is connected (its hello sent) and at least
+        `connections` connections were made in all (2 waits for a reconnect). Returns the
+        number of open connections."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self._sockets and self._socket_connections >= connections):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for Socket Mode connection "
+                        f"#{connections}; {self._socket_connections} made, "
+                        f"{len(self._sockets)} open. All calls:\n"
+                        + ("\n".join(self._call_lines()) or "  (none)")
+                    )
+                self._cond.wait(remaining)
+            return len(self._sockets)
+
+    def socket_send(
+        self,
+        type: str,
+        payload: dict,
+        accepts_response_payload: bool = True,
+        **extra: Any,
+    ) -> str:
+        """Push an envelope (type "slash_commands", "interactive", "events_api", ...) to the
+        newest connection, as Slack does; returns its envelope_id. `extra` adds envelope
+        fields; events_api envelopes get Slack's retry_attempt=0, retry_reason="" by default."""
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": type,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if type == "events_api":
+            envelope.update(retry_attempt=0, retry_reason="")
+        envelope.update(extra)
+        with self._cond:
+            if not self._sockets or self._loop is None:
+                raise RuntimeError("no Socket Mode client is connected (see wait_for_socket_client)")
+            ws = self._sockets[-1]
+            self._envelopes[envelope_id] = (envelope, time.monotonic())
+            self._record("socket.send", envelope, {})
+        text = json.dumps(envelope)
+        asyncio.run_coroutine_threadsafe(ws.send_str(text), self._loop).result(5)
+        return envelope_id
+
+    def wait_for_socket_ack(self, envelope_id: str, timeout: float = 10.0) -> dict:
+        """The client's ack of an envelope: {"envelope_id": ..., "payload": {...}?}."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if envelope_id not in self._envelopes:
+                raise KeyError(f"no envelope {envelope_id!r} was sent")
+            while envelope_id not in self._socket_acks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for the ack of envelope "
+                        f"{envelope_id}. All calls:\n" + ("\n".join(self._call_lines()) or "  (none)")
+                    )
+                self._cond.wait(remaining)
+            return self._socket_acks[envelope_id]
+
+    def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's `disconnect` message to every open connection; the client is expected
+        to fetch a new URL with apps.connections.open and reconnect."""
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-applink"}}
+        with self._cond:
+            sockets = list(self._sockets)
+            if self._loop is None:
+                raise RuntimeError("FakeSlack.start() has not been called")
+            self._record("socket.disconnect", message, {})
+        for ws in sockets:
+            asyncio.run_coroutine_threadsafe(ws.send_json(message), self._loop).result(5)
 
     # -- HTTP plumbing ----------------------------------------------------
 
@@ -260,10 +374,8 @@ class FakeSlack:
         with self._cond:
             try:
                 # response_url is a capability URL: Slack accepts it without a token.
-                if url_name is None and not token:
-                    raise SlackError("not_authed")
-                if url_name is None and not token.startswith("xoxb-"):
-                    raise SlackError("invalid_auth")
+                if url_name is None:
+                    self._check_token(method, token)
                 if self._failures.get(method):
                     raise SlackError(self._failures[method].pop(0))
                 handler = (
@@ -276,7 +388,7 @@ class FakeSlack:
                 resp = {"ok": False, "error": exc.error}
                 if exc.messages:
                     resp["response_metadata"] = {"messages": exc.messages}
-            except Exception as exc:  # noqa: BLE001 - a fake bug must show up in calls, not as a bare 500
+            except Exception as exc:  # a fake bug must show up in calls, not as a bare 500
                 resp = {
                     "ok": False,
                     "error": "fake_internal_error",
@@ -285,6 +397,114 @@ class FakeSlack:
             self._calls.append(Call(method, params, resp["ok"], resp.get("error"), resp, url_name))
             self._cond.notify_all()
         return resp
+
+    @staticmethod
+    def _check_token(method: str, token: str | None) -> None:
+        """Bot token (xoxb-) for Web API methods, app-level token (xapp-) for Socket Mode's."""
+        if not token:
+            raise SlackError("not_authed")
+        kind = token.split("-", 1)[0]
+        if method in APP_LEVEL_METHODS:
+            if kind != "xapp":
+                raise SlackError("not_allowed_token_type" if kind in ("xoxb", "xoxp") else "invalid_auth")
+        elif kind == "xapp":
+            raise SlackError("not_allowed_token_type")
+        elif kind != "xoxb":
+            raise SlackError("invalid_auth")
+
+    def _record(self, method: str, params: dict, response: dict, error: str | None = None) -> None:
+        """Record a call that did not come through _handle (Socket Mode traffic). Lock held."""
+        self._calls.append(Call(method, params, error is None, error, response))
+        self._cond.notify_all()
+
+    # -- Socket Mode, server side -------------------------------------------
+
+    async def _http_socket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        with self._cond:
+            valid = ticket in self._tickets
+            self._tickets.discard(ticket)  # a URL from apps.connections.open is good for one connection
+            if not valid:
+                self._record("socket.connect", dict(request.query), {}, "invalid_ticket")
+        if not valid:
+            return web.Response(status=401, text="invalid_ticket")
+        ws = web.WebSocketResponse(timeout=1.0)  # answers the client's pings itself (autoping)
+        await ws.prepare(request)
+        with self._cond:
+            hello = {
+                "type": "hello",
+                "num_connections": len(self._sockets) + 1,
+                "debug_info": {
+                    "host": "fake-applink",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": "A1"},
+            }
+        await ws.send_json(hello)
+        with self._cond:
+            # Registered only after the hello, so no envelope can overtake it.
+            self._sockets.append(ws)
+            self._socket_connections += 1
+            self._record("socket.connect", dict(request.query), hello)
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self._socket_message(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    with self._cond:
+                        self._record("socket.ack", {"_binary": len(message.data)}, {}, "invalid_json")
+        finally:
+            with self._cond:
+                if ws in self._sockets:
+                    self._sockets.remove(ws)
+                self._cond.notify_all()
+        return ws
+
+    def _socket_message(self, data: str) -> None:
+        """A message from the client: an ack {"envelope_id", "payload"?} of an envelope we sent."""
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = None
+        with self._cond:
+            if not isinstance(message, dict):
+                self._record("socket.ack", {"_raw": data}, {}, "invalid_json")
+                return
+            envelope_id = message.get("envelope_id")
+            sent = self._envelopes.get(envelope_id) if isinstance(envelope_id, str) else None
+            if sent is None:
+                self._record("socket.ack", message, {}, "unknown_envelope_id")
+                return
+            if envelope_id in self._socket_acks:
+                self._record("socket.ack", message, {}, "already_acknowledged")
+                return
+            envelope, sent_at = sent
+            elapsed = time.monotonic() - sent_at
+            self._socket_acks[envelope_id] = message
+            response: dict[str, Any] = {"elapsed": round(elapsed, 3), "type": envelope["type"]}
+            error = None
+            payload = message.get("payload")
+            if payload is not None:
+                if not envelope["accepts_response_payload"]:
+                    response["warning"] = "response_payload_ignored"  # as Slack does
+                elif not isinstance(payload, dict):
+                    error = "invalid_payload"
+                elif "blocks" in payload:
+                    try:
+                        self._check_blocks(payload["blocks"])
+                    except SlackError as exc:
+                        error = exc.error
+                        response["messages"] = exc.messages
+            if error is None and elapsed > SOCKET_ACK_DEADLINE:
+                error = "ack_too_late"
+            self._record("socket.ack", message, response, error)
+
+    async def _close_sockets(self, _app: web.Application) -> None:
+        with self._cond:
+            sockets = list(self._sockets)
+        for ws in sockets:
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     # -- state helpers (called with the lock held) --------------------------
 
@@ -362,6 +582,12 @@ class FakeSlack:
         return text, p.get("blocks") or []
 
     # -- Web API methods ----------------------------------------------------
+
+    def _apps_connections_open(self, p: dict) -> dict:
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        ws_base = "ws" + self._base[len("http") :]
+        return {"url": f"{ws_base}/socket?ticket={ticket}&app_id=A1"}
 
     def _auth_test(self, p: dict) -> dict:
         return {
