@@ -10,7 +10,8 @@ from bot.playbook import INCIDENT_PHASES, Playbook
 
 MAX_TITLE = 150
 MAX_DESCRIPTION = 3000
-SUBCOMMANDS = ("start", "roles", "assign", "severity", "phase", "status", "resolve", "help")
+SUBCOMMANDS = ("start", "roles", "assign", "severity", "phase", "status", "resolve", "draft", "statements",
+               "help")
 # Slack sends <@U123|name> when the command escapes users; the console and tests send @name.
 _USER = re.compile(r"^<@([A-Za-z0-9._-]+)(?:\|[^>]*)?>$|^@([A-Za-z0-9._-]+)$")
 _SEVERITY = re.compile(r"^(?:sev)?(\d+)$", re.IGNORECASE)
@@ -25,6 +26,8 @@ class Command:
     user: str | None = None
     role: str | None = None
     phase: str | None = None
+    template: str | None = None  # for draft: a template key, "free", or None to choose in a form
+    text: str = ""               # for draft free: the statement's text
     args: list[str] = field(default_factory=list)
 
 
@@ -50,7 +53,24 @@ def parse(text: str, playbook: Playbook) -> Command:
         if len(rest) != 1:
             raise Refusal("usage_phase", phases=", ".join(INCIDENT_PHASES[1:4]))
         return Command("phase", phase=parse_phase(rest[0]))
+    if name == "draft":
+        return _parse_draft(text, rest, playbook)
     return Command(name, args=rest)
+
+
+def _parse_draft(text: str, words: list[str], playbook: Playbook) -> Command:
+    if not words:
+        return Command("draft")
+    key = words[0].lower()
+    if key == "free":
+        # Keep the author's line breaks: the text after "free" is the statement, as typed.
+        body = text.strip()[len("draft"):].strip()[len("free"):].strip()
+        return Command("draft", template="free", text=body)
+    if key not in playbook.statement_by_key:
+        raise Refusal("unknown_template", given=words[0], templates=", ".join([*playbook.statement_by_key, "free"]))
+    if len(words) > 1:
+        raise Refusal("usage_draft")
+    return Command("draft", template=key)
 
 
 def _parse_start(words: list[str], playbook: Playbook) -> Command:

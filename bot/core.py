@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import commands, permissions
 from bot.clock import Clock, system_clock
 from bot.db import Database
+from bot.drafting import Drafting
 from bot.errors import Refusal
 from bot.messages import Message
 from bot.models import (
@@ -64,7 +65,7 @@ class Opening:
         return channel_name(self.created_at.date(), self.number, self.title, attempt)
 
 
-class Core:
+class Core(Drafting):
     def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
                  clock: Clock = system_clock, texts: Texts | None = None):
         self.db = db
@@ -356,6 +357,8 @@ class Core:
             return self.set_phase(incident_id, user, command.phase)
         if command.name == "resolve":
             return self.resolve(incident_id, user)
+        if command.name == "draft" and command.template == "free" and command.text:
+            return self.draft(incident_id, user, "free", {"text": command.text})
         raise Refusal("unknown_command", command=command.name)
 
     # -- read-only answers -----------------------------------------------------------------

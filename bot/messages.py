@@ -37,6 +37,7 @@ class Header:
 class Section:
     text: str
     button: Button | None = None
+    verbatim: bool = False  # shown exactly: no automatic links, channel names or mentions
 
 
 @dataclass(frozen=True)

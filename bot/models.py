@@ -73,6 +73,7 @@ class Incident(Base):
     posts: Mapped[list[PostedMessage]] = relationship(
         back_populates="incident", cascade="all, delete-orphan"
     )
+    statements: Mapped[list[Statement]] = relationship(order_by="Statement.number", cascade="all, delete-orphan")
 
     @property
     def ref(self) -> str:
@@ -143,3 +144,66 @@ class PostedMessage(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     incident: Mapped[Incident] = relationship(back_populates="posts")
+
+
+class Statement(Base):
+    """A public or internal message drafted in the incident, approved step by step, then published."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("incident_id", "number", name="uq_statement_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    template_key: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: a free statement
+    title: Mapped[str] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(20))
+    # draft → approved → published, or rejected; an edit of an approved draft makes it a draft again
+    state: Mapped[str] = mapped_column(String(20), default="draft")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    published_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    published_where: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    published_link: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    versions: Mapped[list[StatementVersion]] = relationship(
+        back_populates="statement", order_by="StatementVersion.number", cascade="all, delete-orphan")
+
+    @property
+    def current(self) -> StatementVersion:
+        return self.versions[-1]
+
+
+class StatementVersion(Base):
+    """One exact text; approvals belong to it, so an edit starts the approvals afresh."""
+
+    __tablename__ = "statement_versions"
+    __table_args__ = (UniqueConstraint("statement_id", "number", name="uq_statement_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    values: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The approval steps as the policy gave them when this version was made: [{roles, mode}, …]
+    steps: Mapped[list] = mapped_column(JSON, default=list)
+    author_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    statement: Mapped[Statement] = relationship(back_populates="versions")
+    decisions: Mapped[list[StatementDecision]] = relationship(
+        back_populates="version", order_by="StatementDecision.id", cascade="all, delete-orphan")
+
+
+class StatementDecision(Base):
+    """An approval, a request for changes or a rejection of one version, by one person."""
+
+    __tablename__ = "statement_decisions"
+    # One decision of a kind per person, step and version: a double click or a retried request counts once.
+    __table_args__ = (UniqueConstraint("version_id", "step", "user_id", "kind", name="uq_decision_once"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("statement_versions.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))  # approve, changes, reject
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[StatementVersion] = relationship(back_populates="decisions")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -86,6 +86,50 @@ class Team(_Model):
     announcement_channel: str | None = None
 
 
+PURPOSES = ("holding", "apology", "corrective-action", "status-update", "take-offline", "talking-points")
+AUDIENCES = ("public", "customers", "press", "internal")
+PREFILLS = ("title", "description", "crisis_type", "ref")
+
+
+class Variable(_Model):
+    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$", max_length=40)]
+    label: Localized
+    required: bool = True
+    example: Localized = {}
+    max_length: int = Field(280, ge=1, le=2900)
+    # Filled in from the incident when the draft form opens; the author can still change it.
+    prefill: Literal["title", "description", "crisis_type", "ref"] | None = None
+
+
+class ApprovalStep(_Model):
+    roles: list[Key] = Field(min_length=1)
+    mode: Literal["any", "all"] = "any"
+
+
+class ApprovalPolicy(_Model):
+    steps: list[ApprovalStep] = Field(min_length=1, max_length=10)
+    # Stricter (or lighter) steps at some severities, e.g. legal first at sev1.
+    severities: dict[int, Annotated[list[ApprovalStep], Field(min_length=1, max_length=10)]] = {}
+
+    def steps_at(self, severity: int) -> list[ApprovalStep]:
+        return self.severities.get(severity, self.steps)
+
+
+class StatementTemplate(_Model):
+    key: Key
+    title: Localized
+    purpose: Literal["holding", "apology", "corrective-action", "status-update", "take-offline",
+                     "talking-points"]
+    audience: Literal["public", "customers", "press", "internal"]
+    crisis_types: list[Key] = []  # empty: fits every crisis type
+    variables: list[Variable] = Field(default=[], max_length=10)
+    text: Localized              # Jinja2, rendered in a sandbox with the variables only
+    approval: Key                # a policy under approval_policies
+
+    def fits(self, crisis_type: str) -> bool:
+        return not self.crisis_types or crisis_type in self.crisis_types
+
+
 class Playbook(_Model):
     name: str
     languages: list[str] = Field(default=list(LANGUAGES), min_length=1)
@@ -97,6 +141,14 @@ class Playbook(_Model):
     roles: list[Role] = Field(min_length=1, max_length=24)
     checklist: list[Step] = Field(min_length=1)
     team: Team = Team()
+    approval_policies: dict[Key, ApprovalPolicy] = {}
+    statements: list[StatementTemplate] = Field(default=[], max_length=100)
+    # A statement written freely, without a template, needs this (the strictest) policy.
+    free_statement_policy: Key | None = None
+
+    @cached_property
+    def statement_by_key(self) -> dict[str, StatementTemplate]:
+        return {t.key: t for t in self.statements}
 
     @cached_property
     def severity_by_level(self) -> dict[int, Severity]:
@@ -201,6 +253,10 @@ def _line_of(node, loc: tuple) -> int:
     """Walk the composed YAML tree along a validation path to the nearest node's line."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:
+        if isinstance(part, _TextLine):
+            # A block scalar (| or >) starts on the line after its indicator.
+            block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+            return node.start_mark.line + 1 + (1 if block else 0) + part - 1
         child = None
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -256,8 +312,62 @@ def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
         out.append((("default_severity",), f"default_severity {pb.default_severity} is not defined under severities"))
     if pb.default_type not in types:
         out.append((("default_type",), f"default_type {pb.default_type!r} is not a crisis type of this playbook"))
+    out.extend(_check_statements(pb, levels, roles, types))
     out.extend(_missing_languages(pb))
     return out
+
+
+def _check_statements(pb: Playbook, levels, roles, types) -> list[tuple[tuple, str]]:
+    out: list[tuple[tuple, str]] = []
+    for name, policy in pb.approval_policies.items():
+        where = ("approval_policies", name)
+        for level in policy.severities:
+            if level not in levels:
+                out.append(((*where, "severities", level), f"severity {level} is not defined under severities"))
+        step_lists = [((*where, "steps"), policy.steps)] + [
+            ((*where, "severities", level), steps) for level, steps in policy.severities.items()]
+        for loc, steps in step_lists:
+            for si, step in enumerate(steps):
+                for ri, role in enumerate(step.roles):
+                    if role not in roles:
+                        out.append(((*loc, si, "roles", ri), f"approval by {role!r}, which is not a role of this "
+                                                             f"playbook ({', '.join(roles)})"))
+    if pb.free_statement_policy and pb.free_statement_policy not in pb.approval_policies:
+        out.append((("free_statement_policy",), f"policy {pb.free_statement_policy!r} is not under approval_policies"))
+    seen: set[str] = set()
+    for ti, template in enumerate(pb.statements):
+        where = ("statements", ti)
+        if template.key in seen:
+            out.append(((*where, "key"), f"statement template {template.key!r} appears twice"))
+        seen.add(template.key)
+        if template.approval not in pb.approval_policies:
+            out.append(((*where, "approval"), f"template {template.key!r}: policy {template.approval!r} is not "
+                                              f"under approval_policies"))
+        for ci, crisis_type in enumerate(template.crisis_types):
+            if crisis_type not in types:
+                out.append(((*where, "crisis_types", ci), f"{crisis_type!r} is not a crisis type of this playbook"))
+        names = [v.name for v in template.variables]
+        for vi, name in enumerate(names):
+            if names.index(name) != vi:
+                out.append(((*where, "variables", vi, "name"), f"variable {name!r} is declared twice"))
+        out.extend(_check_template_texts(template, where))
+    return out
+
+
+def _check_template_texts(template, where: tuple) -> list[tuple[tuple, str]]:
+    from bot.statements import check_template  # the sandbox lives with the statements
+
+    out = []
+    for lang, source in template.text.items():
+        examples = {v.name: v.example.get(lang, "") for v in template.variables}
+        for line, message in check_template(source, {v.name for v in template.variables}, examples):
+            # The line inside the text travels in the loc; _line_of adds it to where the text starts.
+            out.append(((*where, "text", lang, _TextLine(line)), f"template {template.key!r} ({lang}): {message}"))
+    return out
+
+
+class _TextLine(int):
+    """A line number inside a YAML string, as the last step of a validation path."""
 
 
 def _missing_languages(pb: Playbook) -> list[tuple[tuple, str]]:

@@ -6,10 +6,11 @@ fingerprints and update a posted message only when what it shows has changed.
 
 from __future__ import annotations
 
+from bot import statements
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
-from bot.models import ChecklistItem, Incident
+from bot.models import ChecklistItem, Incident, Statement
 from bot.playbook import Playbook
-from bot.texts import Texts, Trusted, mention
+from bot.texts import Texts, Trusted, escape_chat, mention
 
 
 class Views:
@@ -47,7 +48,8 @@ class Views:
 
     def standing(self, incident: Incident) -> list[Message]:
         """Every standing message, in the order they are first posted."""
-        return [self.header(incident), self.roster(incident), *self.checklist(incident)]
+        return [self.header(incident), self.roster(incident), *self.checklist(incident),
+                *(self.statement(incident, st) for st in incident.statements)]
 
     def header(self, incident: Incident) -> Message:
         lead = self.lead(incident)
@@ -121,6 +123,47 @@ class Views:
                 Button("item.skip", self.t(incident, "btn_skip"), item.key),
             ))]
         return [Section(text, Button("item.reopen", self.t(incident, "btn_reopen"), item.key))]
+
+    def statement(self, incident: Incident, statement: Statement) -> Message:
+        version = statement.current
+        approvals = [statements.Decision(d.step, d.role, d.user_id) for d in version.decisions if d.kind == "approve"]
+        states = statements.progress(version.steps, approvals)
+        current = statements.current_step(states)
+        title = self.t(incident, "statement_header", number=statement.number, title=statement.title,
+                       version=version.number, audience=statement.audience, state=statement.state,
+                       author=mention(version.author_id))
+        # The text is shown exactly as it will be published, escaped as a whole.
+        blocks: list = [Section(title), Section(Trusted(escape_chat(version.text)), verbatim=True)]
+        for state in states:
+            blocks.append(Context(self.t(
+                incident, "statement_step", index=state.index + 1, total=len(states), mode=state.mode,
+                roles=", ".join(self.role_label(incident, r) for r in state.roles), done=state.done,
+                current=current is not None and state.index == current.index and statement.state == "draft",
+                approvals=[(mention(d.user), next(x.at for x in version.decisions
+                                                  if x.user_id == d.user and x.step == d.step)) for d in state.approvals])))
+        for decision in version.decisions:
+            if decision.kind != "approve":
+                blocks.append(Context(self.t(incident, "statement_decision", kind=decision.kind,
+                                             by=mention(decision.user_id), reason=decision.reason or "",
+                                             at=decision.at)))
+        if statement.state == "published":
+            blocks.append(Context(self.t(incident, "statement_published_line", where=statement.published_where,
+                                         link=statement.published_link, by=mention(statement.published_by),
+                                         at=statement.published_at)))
+        value = f"{statement.number}.{version.number}"
+        buttons: tuple = ()
+        if incident.phase not in ("resolved", "closed"):
+            if statement.state == "draft":
+                buttons = (Button("stmt.approve", self.t(incident, "btn_approve"), value, "primary"),
+                           Button("stmt.changes", self.t(incident, "btn_changes"), value),
+                           Button("stmt.reject", self.t(incident, "btn_reject"), value, "danger"),
+                           Button("stmt.edit", self.t(incident, "btn_edit"), value))
+            elif statement.state == "approved":
+                buttons = (Button("stmt.publish", self.t(incident, "btn_publish"), value, "primary"),
+                           Button("stmt.edit", self.t(incident, "btn_edit"), value))
+        if buttons:
+            blocks.append(Actions(buttons))
+        return Message(f"statement:{statement.number}", title, tuple(blocks))
 
     def topic(self, incident: Incident) -> str:
         return self.t(

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot import commands
 from bot.core import Core, Outcome
+from bot.drafting import FREE
 from bot.errors import Refusal
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
 from bot.texts import Trusted
@@ -22,7 +23,8 @@ WORKSPACE = "console"
 PLATFORM = "console"
 HOME = "general"
 _EMOJI = {":rotating_light:": "🚨", ":white_check_mark:": "✅", ":white_square:": "☐", ":fast_forward:": "⏭",
-          ":arrow_up:": "↑", ":arrow_down:": "↓", ":warning:": "⚠"}
+          ":arrow_up:": "↑", ":arrow_down:": "↓", ":warning:": "⚠", ":memo:": "📝", ":hourglass_flowing_sand:": "⏳",
+          ":no_entry:": "⛔", ":leftwards_arrow_with_hook:": "↩", ":mega:": "📣", ":pencil2:": "✏"}
 _MENTION = re.compile(r"<([@#])([^>|]+)(?:\|[^>]*)?>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _ITALIC = re.compile(r"(?<!\w)_([^_\n]+)_(?!\w)")
@@ -32,7 +34,10 @@ def to_terminal(text: str) -> str:
     for code, symbol in _EMOJI.items():
         text = text.replace(code, symbol)
     text = _MENTION.sub(lambda m: m.group(1) + m.group(2), text)
-    text = _ITALIC.sub(r"\1", _BOLD.sub(r"\1", text))
+    return _unescape(_ITALIC.sub(r"\1", _BOLD.sub(r"\1", text)))
+
+
+def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
@@ -88,7 +93,8 @@ class Console:
             elif line.startswith(("/join ", "/channel ")):
                 self.join(line.split(maxsplit=1)[1].lstrip("#"))
             elif line == "/crisis" or line.startswith("/crisis "):
-                self.command(line[len("/crisis"):].strip())
+                # A terminal line has no line breaks of its own: "\n" stands for one.
+                self.command(line[len("/crisis"):].strip().replace("\\n", "\n"))
             else:
                 self.say(self.t("console_unknown_input"))
         except Refusal as refusal:
@@ -118,7 +124,11 @@ class Console:
         incident_id = core.incident_in_channel(WORKSPACE, self.channel)
         if incident_id is None:
             raise Refusal("not_in_incident", command=command.name)
-        if command.name == "status":
+        if command.name == "statements":
+            self.private(core.statement_list(incident_id))
+        elif command.name == "draft" and not (command.template == FREE and command.text):
+            self.draft_form(incident_id, command.template)
+        elif command.name == "status":
             self.private(core.status(incident_id))
         elif command.name == "roles":
             self.show(core.roster(incident_id), incident_id, private=True)
@@ -150,6 +160,21 @@ class Console:
         self.say(self.t("console_in_channel", channel=name))
         self.apply(outcome)
 
+    def draft_form(self, incident_id: int, template: str | None) -> None:
+        """The console's draft modal: choose a template, answer each variable, see the text, post."""
+        core = self.core
+        if template is None:
+            choices = [key for key, _title in core.templates_for(incident_id)]
+            template = self.read(self.t("console_prompt_template", choices=", ".join(choices))).strip() or FREE
+        form = core.draft_form(incident_id, template)
+        values = {}
+        for field in form.fields:
+            answer = self.read(self.t("console_prompt_variable", label=field.label,
+                                      example=field.value or field.example, required=field.required))
+            # Enter keeps what the incident prefilled; "\n" types a line break on one line.
+            values[field.name] = (answer.strip() or field.value).replace("\\n", "\n")
+        self.apply(core.draft(incident_id, self.user, form.template, values))
+
     # -- buttons ---------------------------------------------------------------------------
 
     def press(self, number: int) -> None:
@@ -164,8 +189,27 @@ class Console:
             self.apply(core.assign_role(incident_id, self.user, chosen, element.value))
         elif element.action == "role.claim":
             self.apply(core.claim_role(incident_id, self.user, element.value))
+        elif element.action.startswith("stmt."):
+            self.statement_button(incident_id, element.action.removeprefix("stmt."), element.value)
         else:
             self.apply(core.set_item(incident_id, self.user, element.value, element.action))
+
+    def statement_button(self, incident_id: int, action: str, value: str) -> None:
+        core = self.core
+        number, _, version = value.partition(".")
+        number, version = int(number), int(version)
+        if action == "approve":
+            self.apply(core.decide(incident_id, self.user, number, version, "approve"))
+        elif action in ("changes", "reject"):
+            reason = self.read(self.t("console_prompt_reason"))
+            self.apply(core.decide(incident_id, self.user, number, version, action, reason))
+        elif action == "edit":
+            text = self.read(self.t("console_prompt_text")).replace("\\n", "\n")
+            self.apply(core.edit(incident_id, self.user, number, version, text))
+        elif action == "publish":
+            where = self.read(self.t("console_prompt_where"))
+            link = self.read(self.t("console_prompt_link"))
+            self.apply(core.publish(incident_id, self.user, number, version, where, link))
 
     # -- output ------------------------------------------------------------------------------
 
@@ -201,7 +245,8 @@ class Console:
         self.say(f"── {message.key or ''}{f' ({label})' if label else ''} " + "─" * 20)
         for block in message.blocks:
             if isinstance(block, (Section, Context)):
-                text = to_terminal(block.text)
+                verbatim = isinstance(block, Section) and block.verbatim
+                text = _unescape(block.text) if verbatim else to_terminal(block.text)
                 self.say(("  " if isinstance(block, Context) else "") + text)
                 if isinstance(block, Section) and block.button:
                     self.say("    " + self._number(block.button, incident_id))

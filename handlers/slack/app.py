@@ -27,12 +27,14 @@ from bot import commands
 from bot.commands import Command
 from bot.core import Core, Opening
 from bot.errors import Refusal
+from bot.drafting import FREE
+from handlers.slack import drafts
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
 from handlers.slack.publish import Publisher, slack_error
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
-ACTIONS = r"^(item\.(done|skip|reopen)|role\.(claim|assign))\|"
+ACTIONS = r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish))\|"
 
 
 def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
@@ -57,6 +59,12 @@ class SlackBot:
         self.app.action({"action_id": re.compile(ACTIONS)})(ack=_just_ack, lazy=[self.work_action])
         self.app.view("crisis.start")(ack=self.ack_start_submit, lazy=[self.work_start_submit])
         self.app.event("app_mention")(ack=_just_ack, lazy=[self.on_mention])
+        self.app.view(drafts.PICK)(ack=self.ack_pick, lazy=[])
+        self.app.view(drafts.FILL)(ack=self.ack_fill, lazy=[self.work_fill])
+        self.app.view(drafts.PREVIEW)(ack=_just_ack, lazy=[self.work_preview])
+        self.app.view(drafts.REASON)(ack=self.ack_reason, lazy=[self.work_reason])
+        self.app.view(drafts.EDIT)(ack=_just_ack, lazy=[self.work_edit])
+        self.app.view(drafts.PUBLISH)(ack=self.ack_publish, lazy=[self.work_publish])
         self.app.error(self.on_error)
 
     # -- the private answer ----------------------------------------------------------------
@@ -118,10 +126,23 @@ class SlackBot:
             incident_id = await asyncio.to_thread(self.core.incident_in_channel, workspace, channel)
             if incident_id is None:
                 raise Refusal("not_in_incident", command=command.name)
-            await self.run(command, incident_id, user, respond)
+            await self.run(command, incident_id, user, respond, body)
 
-    async def run(self, command: Command, incident_id: int, user: str, respond) -> None:
+    async def run(self, command: Command, incident_id: int, user: str, respond, body: dict) -> None:
         core = self.core
+        if command.name == "statements":
+            await self._tell(respond, await asyncio.to_thread(core.statement_list, incident_id))
+            return
+        if command.name == "draft" and not (command.template == FREE and command.text):
+            meta = {"incident": incident_id, "channel": body.get("channel_id"),
+                    "response_url": body.get("response_url")}
+            if command.template:
+                form = await asyncio.to_thread(core.draft_form, incident_id, command.template)
+                view = drafts.fill_view(core, form, meta)
+            else:
+                view = drafts.pick_view(core, await asyncio.to_thread(core.templates_for, incident_id), meta)
+            await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
         if command.name == "status":
             await self._tell(respond, await asyncio.to_thread(core.status, incident_id))
             return
@@ -214,6 +235,12 @@ class SlackBot:
         client, response_url = self.client, meta.get("response_url")
 
         async def reply(text: str, **_ignored) -> None:
+            if meta.get("ephemeral_in"):
+                try:
+                    await client.chat_postEphemeral(channel=meta["ephemeral_in"], user=user, text=text)
+                    return
+                except SlackApiError as exc:
+                    log.info("ephemeral answer failed (%s); trying elsewhere", slack_error(exc))
             if response_url:
                 result = await AsyncWebhookClient(response_url).send(
                     text=text, response_type="ephemeral", replace_original=False)
@@ -241,10 +268,144 @@ class SlackBot:
                 if not chosen:
                     raise Refusal("malformed_request")
                 outcome = await asyncio.to_thread(core.assign_role, incident_id, user, chosen, value)
+            elif name.startswith("stmt."):
+                outcome = await self.statement_button(name, incident_id, user, value, body)
+                if outcome is None:
+                    return
             else:
                 outcome = await asyncio.to_thread(core.set_item, incident_id, user, value, name)
             if outcome.private:
                 await self._tell(respond, outcome.private)
+            await self.publisher.apply(outcome)
+
+    # -- statements ----------------------------------------------------------------------------
+
+    async def statement_button(self, name: str, incident_id: int, user: str, value: str, body: dict):
+        """Approve at once; the other buttons open their form (after checking the version is current)."""
+        number, version = _statement_ref(value)
+        core = self.core
+        if name == "stmt.approve":
+            return await asyncio.to_thread(core.decide, incident_id, user, number, version, "approve")
+        current, text = await asyncio.to_thread(core.statement_text, incident_id, number)
+        if current != version:
+            raise Refusal("old_version", number=number, version=version, current=current)
+        channel = (body.get("channel") or {}).get("id")
+        meta = {"incident": incident_id, "value": value, "ephemeral_in": channel}
+        if name in ("stmt.changes", "stmt.reject"):
+            view = drafts.reason_view(core, name.removeprefix("stmt."), {**meta, "kind": name.removeprefix("stmt.")})
+        elif name == "stmt.edit":
+            view = drafts.edit_view(core, text, meta)
+        else:
+            view = drafts.publish_view(core, meta)
+        await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        return None
+
+    async def ack_pick(self, ack, view):
+        meta = _json(view.get("private_metadata"))
+        template = drafts.selected(view, "template")
+        try:
+            form = await asyncio.to_thread(self.core.draft_form, int(meta["incident"]), template or "")
+        except (Refusal, KeyError, ValueError, TypeError) as exc:
+            text = self.core.explain(exc) if isinstance(exc, Refusal) else self.core.say("malformed_request")
+            await ack(response_action="errors", errors={"template": text[:150]})
+            return
+        await ack(response_action="update", view=drafts.fill_view(self.core, form, meta))
+
+    def _fill(self, view: dict) -> tuple[dict, dict, str | None, Refusal | None]:
+        meta = _json(view.get("private_metadata"))
+        values = drafts.field_values(view, "var_")
+        try:
+            text = self.core.preview(int(meta["incident"]), meta.get("template") or "", values)
+        except Refusal as refusal:
+            return meta, values, None, refusal
+        except (KeyError, ValueError, TypeError):
+            return meta, values, None, Refusal("malformed_request")
+        return meta, values, text, None
+
+    async def ack_fill(self, ack, view):
+        meta, values, text, refusal = await asyncio.to_thread(self._fill, view)
+        if refusal is not None:
+            field = refusal.values.get("name")
+            block = f"var_{field}" if field else next(iter(drafts.field_values(view)), "var_text")
+            await ack(response_action="errors", errors={block: self.core.explain(refusal)[:150]})
+            return
+        preview_meta = {**meta, "values": values}
+        if drafts.fits(preview_meta):
+            await ack(response_action="update", view=drafts.preview_view(self.core, text, preview_meta))
+        else:
+            await ack()  # too large to carry to a preview: the posted draft shows the text
+
+    async def work_fill(self, body, view):
+        await _after_response()
+        meta, values, text, refusal = await asyncio.to_thread(self._fill, view)
+        if refusal is None and not drafts.fits({**meta, "values": values}):
+            await self._draft(body, meta, values)
+
+    async def work_preview(self, body, view):
+        await _after_response()
+        meta = _json(view.get("private_metadata"))
+        await self._draft(body, meta, meta.get("values") or {})
+
+    async def _draft(self, body: dict, meta: dict, values: dict) -> None:
+        user = (body.get("user") or {}).get("id")
+        reply = self._private_reply(user, {**meta, "ephemeral_in": meta.get("channel")})
+        async with self.answering(reply, "draft a statement"):
+            outcome = await asyncio.to_thread(self.core.draft, int(meta["incident"]), user,
+                                              meta.get("template") or "", values)
+            await self.publisher.apply(outcome)
+
+    async def ack_reason(self, ack, view):
+        reason = (drafts.field_values(view).get("reason") or "").strip()
+        if not reason:
+            await ack(response_action="errors", errors={"reason": self.core.say("reason_missing")[:150]})
+        else:
+            await ack()
+
+    async def work_reason(self, body, view):
+        await _after_response()
+        if not (drafts.field_values(view).get("reason") or "").strip():
+            return  # the form showed the error in the ack
+        meta = _json(view.get("private_metadata"))
+        await self._statement_form(body, meta, lambda incident, user, number, version: self.core.decide(
+            incident, user, number, version, meta.get("kind") or "", drafts.field_values(view).get("reason")))
+
+    async def work_edit(self, body, view):
+        await _after_response()
+        meta = _json(view.get("private_metadata"))
+        await self._statement_form(body, meta, lambda incident, user, number, version: self.core.edit(
+            incident, user, number, version, drafts.field_values(view).get("text") or ""))
+
+    @staticmethod
+    def _bad_link(view: dict) -> bool:
+        link = (drafts.field_values(view).get("link") or "").strip()
+        return bool(link) and not link.startswith(("https://", "http://"))
+
+    async def ack_publish(self, ack, view):
+        if self._bad_link(view):
+            await ack(response_action="errors", errors={"link": self.core.say("published_link_invalid")[:150]})
+        else:
+            await ack()
+
+    async def work_publish(self, body, view):
+        await _after_response()
+        if self._bad_link(view):
+            return  # the form showed the error in the ack
+        meta, fields = _json(view.get("private_metadata")), drafts.field_values(view)
+        await self._statement_form(body, meta, lambda incident, user, number, version: self.core.publish(
+            incident, user, number, version, fields.get("where") or "", fields.get("link")))
+
+    async def _statement_form(self, body: dict, meta: dict, action) -> None:
+        user = (body.get("user") or {}).get("id")
+        reply = self._private_reply(user, meta)
+        async with self.answering(reply, "statement form"):
+            try:
+                incident = int(meta["incident"])
+                number, version = _statement_ref(meta.get("value") or "")
+            except (KeyError, ValueError, TypeError):
+                raise Refusal("malformed_request") from None
+            outcome = await asyncio.to_thread(action, incident, user, number, version)
+            if outcome.private:
+                await reply(outcome.private)
             await self.publisher.apply(outcome)
 
     # -- events and errors -------------------------------------------------------------------
@@ -273,6 +434,14 @@ async def _after_response() -> None:
             await asyncio.wait_for(sent.wait(), timeout=3)
         except TimeoutError:
             log.warning("the ack was not confirmed as sent within 3 s; working anyway")
+
+
+def _statement_ref(value: str) -> tuple[int, int]:
+    """Button values name a statement and its version: "3.2" is statement 3, version 2."""
+    number, _, version = (value or "").partition(".")
+    if not (number.isdigit() and version.isdigit()):
+        raise Refusal("malformed_request")
+    return int(number), int(version)
 
 
 async def _just_ack(ack) -> None:

@@ -52,6 +52,8 @@ def to_blocks(message: Message, incident_id: int) -> list[dict]:
             blocks.append({"type": "header", "text": _plain(block.text, 150)})
         elif isinstance(block, Section):
             section = {"type": "section", "text": _mrkdwn(block.text)}
+            if block.verbatim:
+                section["text"]["verbatim"] = True
             if block.button:
                 section["accessory"] = _element(block.button, incident_id)
             blocks.append(section)

@@ -44,10 +44,11 @@ class Publisher:
             return
         if outcome.invite:
             await self.invite(channel, outcome.invite)
-        for notice in outcome.notices:
-            await self._post(channel, notice, outcome.ref)
+        # The changed messages first, so a notice that points at one ("please review") comes after it.
         if outcome.updates:
             await self.sync(outcome.incident_id, channel, outcome.updates)
+        for notice in outcome.notices:
+            await self._post(channel, notice, outcome.ref)
         if outcome.topic:
             await self._call("conversations_setTopic", outcome.ref, channel=channel, topic=outcome.topic)
         if outcome.announcement:

@@ -1,0 +1,136 @@
+"""Statement templates: sandboxed rendering, checks for the playbook, and approval policies.
+
+A statement is plain text meant for publishing. Templates render in Jinja2's sandbox with
+undefined variables as errors; the result is escaped as a whole when it is shown in chat,
+so neither a value nor the template can ping a crowd or inject a link or mention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from bot.errors import Refusal
+from bot.playbook import ApprovalStep, Playbook, StatementTemplate
+
+MAX_TEXT = 2900  # a Slack section holds 3000 characters; leave room for escaping
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                         trim_blocks=True, lstrip_blocks=True)
+
+
+def check_template(source: str, declared: set[str], examples: dict[str, str]) -> list[tuple[int, str]]:
+    """Problems of one template text as (line within the text, message); empty when it is fine."""
+    env = environment()
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return [(exc.lineno or 1, f"template syntax error: {exc.message}")]
+    problems = []
+    for name in sorted(meta.find_undeclared_variables(ast) - declared):
+        line = next((i for i, text in enumerate(source.splitlines(), 1) if name in text), 1)
+        problems.append((line, f"uses {name!r}, which is not declared under variables"))
+    if problems:
+        return problems
+    try:
+        env.from_string(source).render(**{name: examples.get(name) or name for name in declared})
+    except TemplateError as exc:  # SecurityError, a bad filter, …: found now, not during a crisis
+        return [(getattr(exc, "lineno", None) or 1, f"template cannot be rendered: {exc}")]
+    return []
+
+
+def check_values(template: StatementTemplate, values: dict[str, str | None], language: str) -> dict[str, str]:
+    """The values to render with; refuses a missing required value or one over its length."""
+    clean = {}
+    for variable in template.variables:
+        value = (values.get(variable.name) or "").strip()
+        label = variable.label.get(language) or variable.name
+        if not value and variable.required:
+            raise Refusal("variable_missing", label=label, name=variable.name)
+        if len(value) > variable.max_length:
+            raise Refusal("variable_too_long", label=label, name=variable.name, length=len(value),
+                          limit=variable.max_length)
+        clean[variable.name] = value
+    return clean
+
+
+def render(template: StatementTemplate, language: str, values: dict[str, str]) -> str:
+    source = template.text.get(language) or next(iter(template.text.values()))
+    try:
+        text = environment().from_string(source).render(**values).strip()
+    except TemplateError as exc:
+        raise Refusal("template_failed", template=template.key, error=str(exc)) from None
+    return check_text(text)
+
+
+def check_text(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise Refusal("statement_empty")
+    if len(text) > MAX_TEXT:
+        raise Refusal("statement_too_long", length=len(text), limit=MAX_TEXT)
+    return text
+
+
+# -- approval policies -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    step: int
+    role: str
+    user: str
+
+
+@dataclass(frozen=True)
+class StepState:
+    index: int
+    roles: tuple[str, ...]
+    mode: str
+    approvals: tuple[Decision, ...]
+    done: bool
+
+    def missing_roles(self) -> tuple[str, ...]:
+        """For an `all` step, the roles still to approve; for `any`, every role until one did."""
+        approved = {d.role for d in self.approvals}
+        if self.mode == "any":
+            return () if approved else self.roles
+        return tuple(r for r in self.roles if r not in approved)
+
+
+def policy_steps(playbook: Playbook, template: StatementTemplate | None, severity: int) -> list[ApprovalStep]:
+    key = template.approval if template else playbook.free_statement_policy
+    policy = playbook.approval_policies.get(key) if key else None
+    if policy is None:
+        # A playbook without policies still needs four eyes: the lead approves.
+        return [ApprovalStep(roles=[playbook.lead_role], mode="any")]
+    return policy.steps_at(severity)
+
+
+def progress(steps: list[dict], approvals: list[Decision]) -> list[StepState]:
+    """Where each step stands. Steps run in order: an approval only ever counts for its own step."""
+    out = []
+    for index, step in enumerate(steps):
+        mine = tuple(d for d in approvals if d.step == index)
+        roles = tuple(step["roles"])
+        approved = {d.role for d in mine}
+        done = bool(approved) if step["mode"] == "any" else all(r in approved for r in roles)
+        out.append(StepState(index, roles, step["mode"], mine, done))
+    return out
+
+
+def current_step(states: list[StepState]) -> StepState | None:
+    return next((s for s in states if not s.done), None)
+
+
+def approving_role(state: StepState, user_roles: list[str]) -> str | None:
+    """The role under which a user may approve the current step, if any."""
+    for role in state.missing_roles():
+        if role in user_roles:
+            return role
+    return None
