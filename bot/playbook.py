@@ -254,9 +254,13 @@ def _line_of(node, loc: tuple) -> int:
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:
         if isinstance(part, _TextLine):
-            # A block scalar (| or >) starts on the line after its indicator.
-            block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
-            return node.start_mark.line + 1 + (1 if block else 0) + part - 1
+            if isinstance(node, yaml.ScalarNode) and node.style == "|":
+                return node.start_mark.line + 1 + part  # a literal block starts after its indicator line
+            if isinstance(node, yaml.ScalarNode) and node.style is None and "\n" not in node.value:
+                return node.start_mark.line + 1
+            return line  # folded or quoted text: its lines are not the file's lines; point at the key
+        if isinstance(node, yaml.ScalarNode):
+            continue  # one text for every language: the language step has no node of its own
         child = None
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -391,4 +395,4 @@ def _missing_languages(pb: Playbook) -> list[tuple[tuple, str]]:
     return out
 
 
-_LOCALIZED_FIELDS = {"name", "description", "responsibilities", "title"}
+_LOCALIZED_FIELDS = {"name", "description", "responsibilities", "title", "text", "label"}

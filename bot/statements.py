@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+import traceback
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bot.errors import Refusal
@@ -19,10 +22,31 @@ from bot.playbook import ApprovalStep, Playbook, StatementTemplate
 MAX_TEXT = 2900  # a Slack section holds 3000 characters; leave room for escaping
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, also closed to arithmetic that builds huge values (`'x' * 10**10`)."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**":
+            raise SecurityError("the power operator is not allowed in statement templates")
+        if isinstance(left, (str, list)) or isinstance(right, (str, list)):
+            count = right if isinstance(left, (str, list)) else left
+            size = len(left if isinstance(left, (str, list)) else right)
+            if isinstance(count, int) and count * size > MAX_TEXT:
+                raise SecurityError("the repeated text would be longer than a statement may be")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                         trim_blocks=True, lstrip_blocks=True)
+    return _Sandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+def _template_line(exc: BaseException) -> int:
+    """The line inside the template where rendering failed, from the traceback Jinja rewrites."""
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == "<template>"]
+    return lines[-1] if lines else 1
 
 
 def check_template(source: str, declared: set[str], examples: dict[str, str]) -> list[tuple[int, str]]:
@@ -34,14 +58,14 @@ def check_template(source: str, declared: set[str], examples: dict[str, str]) ->
         return [(exc.lineno or 1, f"template syntax error: {exc.message}")]
     problems = []
     for name in sorted(meta.find_undeclared_variables(ast) - declared):
-        line = next((i for i, text in enumerate(source.splitlines(), 1) if name in text), 1)
+        line = min((n.lineno for n in ast.find_all(nodes.Name) if n.name == name and n.ctx == "load"), default=1)
         problems.append((line, f"uses {name!r}, which is not declared under variables"))
     if problems:
         return problems
     try:
         env.from_string(source).render(**{name: examples.get(name) or name for name in declared})
-    except TemplateError as exc:  # SecurityError, a bad filter, …: found now, not during a crisis
-        return [(getattr(exc, "lineno", None) or 1, f"template cannot be rendered: {exc}")]
+    except Exception as exc:  # SecurityError, a bad filter, 1/0 …: found now, not during a crisis
+        return [(_template_line(exc), f"template cannot be rendered: {exc}")]
     return []
 
 
@@ -64,7 +88,7 @@ def render(template: StatementTemplate, language: str, values: dict[str, str]) -
     source = template.text.get(language) or next(iter(template.text.values()))
     try:
         text = environment().from_string(source).render(**values).strip()
-    except TemplateError as exc:
+    except Exception as exc:  # a value can make a sound template fail (a filter on an odd value)
         raise Refusal("template_failed", template=template.key, error=str(exc)) from None
     return check_text(text)
 

@@ -94,7 +94,7 @@ def _localized_texts(node, path=()):
     if isinstance(node, dict):
         for key, value in node.items():
             # The playbook's own top-level name is a plain string, not a localized text.
-            if key in LOCALIZED_FIELDS and path:
+            if key in LOCALIZED_FIELDS and not (key == "name" and isinstance(value, str)) and path:
                 yield (*path, key), value
             else:
                 yield from _localized_texts(value, (*path, key))

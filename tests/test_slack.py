@@ -121,6 +121,7 @@ def test_claim_updates_the_roster_in_place(room):
     update = room.fake.wait_for("chat.update")[0]
     assert update.params["ts"] == ts
     assert "<@U2>" in texts(room.messages(channel)[ts])
+    room.fake.wait_for("chat.postMessage", count=posts_before + 1)
     new_posts = room.fake.calls_to("chat.postMessage")[posts_before:]
     assert [c.params["text"] for c in new_posts] == ["<@U2> now holds *Legal*."]
     with pytest.raises(AssertionError):
@@ -132,7 +133,7 @@ def test_claim_of_a_held_role_is_refused_privately(room):
     _, roster = room.standing(channel, "roster")
     action = button(roster, "role.claim", "legal")
     room.send.click(action, "U2", channel)
-    room.fake.wait_for("chat.update")
+    room.fake.wait_for("chat.postMessage", predicate=lambda c: "now holds" in c.params.get("text", ""))
     room.fake.clear_calls()
 
     _, name = room.send.click(action, "U3", channel)
