@@ -168,7 +168,8 @@ class Drafting:
         version.decisions.append(StatementDecision(step=step.index, role=role, user_id=user, kind=kind,
                                                    reason=reason or None, at=self.clock()))
         s.flush()
-        self._event(s, incident, user, EVENT_OF[kind], statement=number, version=version.number, step=step.index, role=role, reason=reason or None,
+        self._event(s, incident, user, EVENT_OF[kind], statement=number, version=version.number, step=step.index,
+                    role=role, reason=reason or None,
                     text=version.text)
         if kind == "reject":
             statement.state = "rejected"

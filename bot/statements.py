@@ -7,10 +7,9 @@ so neither a value nor the template can ping a crowd or inject a link or mention
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from functools import lru_cache
-
-import traceback
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError

@@ -129,6 +129,7 @@ class Views:
         approvals = [statements.Decision(d.step, d.role, d.user_id) for d in version.decisions if d.kind == "approve"]
         states = statements.progress(version.steps, approvals)
         current = statements.current_step(states)
+        decided_at = {(d.user_id, d.step): d.at for d in version.decisions if d.kind == "approve"}
         title = self.t(incident, "statement_header", number=statement.number, title=statement.title,
                        version=version.number, audience=statement.audience, state=statement.state,
                        author=mention(version.author_id))
@@ -139,8 +140,7 @@ class Views:
                 incident, "statement_step", index=state.index + 1, total=len(states), mode=state.mode,
                 roles=", ".join(self.role_label(incident, r) for r in state.roles), done=state.done,
                 current=current is not None and state.index == current.index and statement.state == "draft",
-                approvals=[(mention(d.user), next(x.at for x in version.decisions
-                                                  if x.user_id == d.user and x.step == d.step)) for d in state.approvals])))
+                approvals=[(mention(d.user), decided_at[(d.user, d.step)]) for d in state.approvals])))
         for decision in version.decisions:
             if decision.kind != "approve":
                 blocks.append(Context(self.t(incident, "statement_decision", kind=decision.kind,

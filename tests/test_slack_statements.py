@@ -46,13 +46,19 @@ def room(core):
     fake.stop()
 
 
+def said(room: Room, fragment: str, count: int = 1) -> list:
+    """Wait until the bot posted a message containing the fragment."""
+    return room.fake.wait_for("chat.postMessage", count=count,
+                              predicate=lambda c: fragment in c.params.get("text", ""))
+
+
 def staffed(room: Room) -> str:
     """A sev1 incident led by U1, with U2 as legal and U3 as comms."""
     channel, _ = room.start("sev1 data-leak Customer list online")
     _, roster = room.standing(channel, "roster")
     for role, user in (("legal", "U2"), ("comms", "U3")):
         room.send.click(button(roster, "role.claim", role), user, channel)
-        room.fake.wait_for("chat.postMessage", predicate=lambda c, u=user: f"<@{u}> now holds" in c.params.get("text", ""))
+        said(room, f"<@{user}> now holds")
     return channel
 
 
@@ -85,24 +91,24 @@ def test_draft_approve_in_order_edit_resets_and_publish(room):
         json.dumps(preview["blocks"])
     assert room.send.submit(preview, {}, user="U4").status == 200
 
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "drafted statement 1" in c.params.get("text", ""))
+    said(room, "drafted statement 1")
     notice = [c for c in room.fake.calls_to("chat.postMessage") if "drafted statement 1" in c.params.get("text", "")]
     assert "Please review: <@U2>" in notice[0].params["text"]  # legal's step opens first
-    ts, message = statement(room, channel)
+    _, message = statement(room, channel)
     assert "version 1" in texts(message) and "awaiting approval" in texts(message)
 
     # Comms may not jump the queue; the author may never approve; legal approves step 1.
     _, name = room.send.click(button(message, "stmt.approve", "1.1"), "U3", channel)
     assert "needs approval from Legal" in room.private_answers(name)[0]
     room.send.click(button(message, "stmt.approve", "1.1"), "U2", channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "Step 2 is open: <@U3>" in c.params.get("text", ""))
+    said(room, "Step 2 is open: <@U3>")
 
     # An edit makes version 2 and resets approvals; buttons of version 1 are refused.
     room.send.click(button(message, "stmt.edit", "1.1"), "U4", channel)
     edit = room.fake.wait_for("views.open", count=2)[-1].response["view"]
     assert "We know about a list" in edit["blocks"][0]["element"]["initial_value"]
     room.send.submit(edit, {"text": "We know that a list of customer e-mails was online. We are sorry."}, user="U4")
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "version 2 needs every approval" in c.params.get("text", ""))
+    said(room, "version 2 needs every approval")
     # A phone that has not refreshed yet still shows version 1's button.
     _, name = room.send.click("stmt.approve|1|1.1", "U3", channel)
     assert "belongs to version 1" in room.private_answers(name)[0]
@@ -115,7 +121,7 @@ def test_draft_approve_in_order_edit_resets_and_publish(room):
     _, again = room.send.click(button(message, "stmt.approve", "1.2"), "U2", channel)  # a double click
     assert "needs approval from PR / communications" in room.private_answers(again)[0]
     room.send.click(button(message, "stmt.approve", "1.2"), "U3", channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "fully approved" in c.params.get("text", ""))
+    said(room, "fully approved")
 
     _, message = statement(room, channel)
     room.send.click(button(message, "stmt.publish", "1.2"), "U4", channel)
@@ -123,7 +129,7 @@ def test_draft_approve_in_order_edit_resets_and_publish(room):
     bad = room.send.submit(publish, {"where": "Instagram", "link": "javascript:alert(1)"}, user="U4")
     assert "must start with https://" in bad.json()["errors"]["link"]
     room.send.submit(publish, {"where": "Instagram", "link": "https://instagram.com/p/1"}, user="U4")
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "published statement 1 on Instagram" in c.params.get("text", ""))
+    said(room, "published statement 1 on Instagram")
     _, message = statement(room, channel)
     assert "Published by <@U4>" in texts(message)
     assert not [b for b in message["blocks"] if b["type"] == "actions"]
@@ -138,7 +144,7 @@ def test_self_approval_is_refused(room):
     channel = staffed(room)
     preview = submit_draft(room, channel, {"issue": "a leak"}, user="U2")["view"]  # legal drafts …
     room.send.submit(preview, {}, user="U2")
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "drafted statement 1" in c.params.get("text", ""))
+    said(room, "drafted statement 1")
     _, message = statement(room, channel)
     _, name = room.send.click(button(message, "stmt.approve", "1.1"), "U2", channel)  # … and may not approve
     assert "someone else must approve it (four eyes)" in room.private_answers(name)[0]
@@ -148,28 +154,30 @@ def test_self_approval_is_refused(room):
 
 def test_missing_and_too_long_values_show_in_the_form(room):
     channel = staffed(room)
-    assert submit_draft(room, channel, {"issue": ""})["errors"] == {"var_issue": "“What happened” is required for this template."}
+    errors = submit_draft(room, channel, {"issue": ""})["errors"]
+    assert errors == {"var_issue": "“What happened” is required for this template."}
     errors = submit_draft(room, channel, {"issue": "x" * 121})["errors"]
     assert "has 121 characters; this template allows 120" in errors["var_issue"]
     room.settle()
-    assert room.core.statement_list(room.core.incident_in_channel("T1", channel)).endswith("has no statements yet. Draft one with /crisis draft.")
+    listing = room.core.statement_list(room.core.incident_in_channel("T1", channel))
+    assert listing.endswith("has no statements yet. Draft one with /crisis draft.")
 
 
 def test_request_changes_and_reject_need_a_reason(room):
     channel = staffed(room)
-    reply, _ = room.send.command("draft free We are aware and will update you by 18:00.", user="U4", channel=channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "drafted statement 1" in c.params.get("text", ""))
+    room.send.command("draft free We are aware and will update you by 18:00.", user="U4", channel=channel)
+    said(room, "drafted statement 1")
     _, message = statement(room, channel)
     room.send.click(button(message, "stmt.changes", "1.1"), "U2", channel)
     form = room.fake.wait_for("views.open")[-1].response["view"]
-    assert room.send.submit(form, {"reason": "  "}, user="U2").json()["errors"]["reason"].startswith("Please give a reason")
+    errors = room.send.submit(form, {"reason": "  "}, user="U2").json()["errors"]
+    assert errors["reason"].startswith("Please give a reason")
     room.send.submit(form, {"reason": "Say sorry first."}, user="U2")
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "asks <@U4> for changes to statement 1: Say sorry first." in
-                       c.params.get("text", ""))
+    said(room, "asks <@U4> for changes to statement 1: Say sorry first.")
     room.send.click(button(message, "stmt.reject", "1.1"), "U2", channel)
     form = room.fake.wait_for("views.open", count=2)[-1].response["view"]
     room.send.submit(form, {"reason": "Wrong facts."}, user="U2")
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "rejected statement 1: Wrong facts." in c.params.get("text", ""))
+    said(room, "rejected statement 1: Wrong facts.")
     _, name = room.send.click("stmt.approve|1|1.1", "U3", channel)  # from a screen not yet refreshed
     assert "is rejected; it can no longer be changed" in room.private_answers(name)[0]
 
@@ -177,10 +185,9 @@ def test_request_changes_and_reject_need_a_reason(room):
 def test_statements_of_a_resolved_incident_are_closed(room):
     channel = staffed(room)
     room.send.command("draft free Holding text.", user="U4", channel=channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "drafted statement 1" in c.params.get("text", ""))
-    _, message = statement(room, channel)
+    said(room, "drafted statement 1")
     room.send.command("resolve", user="U1", channel=channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "resolved CRISIS-1" in c.params.get("text", ""))
+    said(room, "resolved CRISIS-1")
     _, name = room.send.click("stmt.approve|1|1.1", "U2", channel)  # from a screen not yet refreshed
     assert "CRISIS-1 is resolved" in room.private_answers(name)[0]
     room.settle()
@@ -190,6 +197,6 @@ def test_statements_of_a_resolved_incident_are_closed(room):
 def test_statements_lists_them_privately(room):
     channel = staffed(room)
     room.send.command("draft free First text.", user="U4", channel=channel)
-    room.fake.wait_for("chat.postMessage", predicate=lambda c: "drafted statement 1" in c.params.get("text", ""))
+    said(room, "drafted statement 1")
     _, name = room.send.command("statements", user="U3", channel=channel)
     assert "1. Free statement · version 1 · awaiting approval · 0/2 steps approved" in room.private_answers(name)[0]

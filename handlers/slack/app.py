@@ -26,8 +26,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import commands
 from bot.commands import Command
 from bot.core import Core, Opening
-from bot.errors import Refusal
 from bot.drafting import FREE
+from bot.errors import Refusal
 from handlers.slack import drafts
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
 from handlers.slack.publish import Publisher, slack_error
@@ -337,7 +337,7 @@ class SlackBot:
 
     async def work_fill(self, body, view):
         await _after_response()
-        meta, values, text, refusal = await asyncio.to_thread(self._fill, view)
+        meta, values, _text, refusal = await asyncio.to_thread(self._fill, view)
         if refusal is None and not drafts.fits({**meta, "values": values}):
             await self._draft(body, meta, values)
 
