@@ -150,6 +150,13 @@ class Playbook(_Model):
     def statement_by_key(self) -> dict[str, StatementTemplate]:
         return {t.key: t for t in self.statements}
 
+    def model_copy(self, *, update=None, deep=False):
+        # The lookups above are cached in the instance; a copy with other fields must not inherit them.
+        copy = super().model_copy(update=update, deep=deep)
+        for name in ("severity_by_level", "type_by_key", "role_by_key", "statement_by_key"):
+            copy.__dict__.pop(name, None)
+        return copy
+
     @cached_property
     def severity_by_level(self) -> dict[int, Severity]:
         return {s.level: s for s in self.severities}

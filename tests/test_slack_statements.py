@@ -200,3 +200,21 @@ def test_statements_lists_them_privately(room):
     said(room, "drafted statement 1")
     _, name = room.send.command("statements", user="U3", channel=channel)
     assert "1. Free statement · version 1 · awaiting approval · 0/2 steps approved" in room.private_answers(name)[0]
+
+
+def test_draft_without_a_template_offers_the_fitting_ones_then_their_form(room):
+    channel = staffed(room)
+    room.send.command("draft", user="U4", channel=channel)
+    pick = room.fake.wait_for("views.open")[-1].response["view"]
+    options = [o["value"] for o in pick["blocks"][0]["element"]["options"]]
+    assert options == ["holding", "free"]
+    reply = room.send.submit(pick, {"template": "holding"}, user="U4")
+    assert reply.json()["response_action"] == "update"
+    fill = reply.json()["view"]
+    assert [b.get("block_id") for b in fill["blocks"]] == [None, "var_issue", "var_next_update"]
+
+
+def test_an_unknown_template_is_answered_privately(room):
+    channel = staffed(room)
+    reply, _ = room.send.command("draft nonsense", user="U4", channel=channel)
+    assert reply.body == "“nonsense” is not a statement template here. Use one of holding, free."

@@ -134,7 +134,7 @@ class SlackSender:
         """Submits a modal the way Slack does: state.values by block id, then action id."""
         state = {}
         for block_id, value in values.items():
-            if block_id in ("type", "severity"):
+            if block_id in ("type", "severity", "template"):  # the static selects of our forms
                 state[block_id] = {block_id: {"type": "static_select",
                                              "selected_option": None if value is None else {"value": value}}}
             else:
