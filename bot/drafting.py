@@ -163,6 +163,9 @@ class Drafting:
         else:
             allowed = {r for st in states for r in st.roles} | {self.playbook.lead_role}
             role = next((r for r in user_roles if r in allowed), None)
+            if role is None and user_roles:
+                raise Refusal("not_an_approver", number=number,
+                              roles=", ".join(self.views.role_label(incident, r) for st in states for r in st.roles))
             if role is None:
                 raise Refusal("not_permitted_statement", number=number)
         version.decisions.append(StatementDecision(step=step.index, role=role, user_id=user, kind=kind,

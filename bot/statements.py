@@ -17,8 +17,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bot.errors import Refusal
 from bot.playbook import ApprovalStep, Playbook, StatementTemplate
+from bot.texts import escape_chat
 
-MAX_TEXT = 2900  # a Slack section holds 3000 characters; leave room for escaping
+MAX_TEXT = 2900       # characters a statement may have
+SECTION_LIMIT = 3000  # characters a Slack section shows; the escaped text must fit
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -29,9 +31,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context, operator, left, right):
         if operator == "**":
             raise SecurityError("the power operator is not allowed in statement templates")
-        if isinstance(left, (str, list)) or isinstance(right, (str, list)):
-            count = right if isinstance(left, (str, list)) else left
-            size = len(left if isinstance(left, (str, list)) else right)
+        sequences = (str, list, tuple, bytes)
+        if isinstance(left, sequences) or isinstance(right, sequences):
+            count = right if isinstance(left, sequences) else left
+            size = len(left if isinstance(left, sequences) else right)
             if isinstance(count, int) and count * size > MAX_TEXT:
                 raise SecurityError("the repeated text would be longer than a statement may be")
         return super().call_binop(context, operator, left, right)
@@ -62,9 +65,12 @@ def check_template(source: str, declared: set[str], examples: dict[str, str]) ->
     if problems:
         return problems
     try:
-        env.from_string(source).render(**{name: examples.get(name) or name for name in declared})
+        text = env.from_string(source).render(**{name: examples.get(name) or name for name in declared})
     except Exception as exc:  # SecurityError, a bad filter, 1/0 …: found now, not during a crisis
         return [(_template_line(exc), f"template cannot be rendered: {exc}")]
+    if _shown_length(text.strip()) > SECTION_LIMIT:
+        return [(1, f"filled with the examples the text is too long for a chat message "
+                    f"({len(text.strip())} characters; at most {MAX_TEXT})")]
     return []
 
 
@@ -96,9 +102,14 @@ def check_text(text: str) -> str:
     text = (text or "").strip()
     if not text:
         raise Refusal("statement_empty")
-    if len(text) > MAX_TEXT:
+    # Approvers must see every character: the text has to fit one chat section once escaped.
+    if len(text) > MAX_TEXT or _shown_length(text) > SECTION_LIMIT:
         raise Refusal("statement_too_long", length=len(text), limit=MAX_TEXT)
     return text
+
+
+def _shown_length(text: str) -> int:
+    return len(escape_chat(text))
 
 
 # -- approval policies -------------------------------------------------------------------------

@@ -64,6 +64,10 @@ class Console:
     def t(self, name: str, **values) -> str:
         return self.core.say(name, **values)
 
+    def ask(self, question: str, **values) -> str:
+        """A question of a form; the space after it leaves room for the answer."""
+        return self.read(self.t(question, **values) + " ")
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -78,7 +82,12 @@ class Console:
                 self.say(f"> {line}")
             if line.strip() in ("/quit", "/exit"):
                 return 0
-            self.handle(line)
+            try:
+                self.handle(line)
+            except (EOFError, KeyboardInterrupt):
+                # The input ended in the middle of a form: nothing was saved; leave as at the prompt.
+                self.say()
+                return 0
 
     def handle(self, line: str) -> None:
         line = line.strip()
@@ -138,11 +147,11 @@ class Console:
     def start_form(self) -> None:
         """The console's start modal: one question a line, Enter keeps the default."""
         pb = self.core.playbook
-        title = self.read(self.t("console_prompt_title"))
-        crisis_type = self.read(self.t("console_prompt_type", types=", ".join(pb.type_by_key))).strip() or None
+        title = self.ask("console_prompt_title")
+        crisis_type = self.ask("console_prompt_type", types=", ".join(pb.type_by_key)).strip() or None
         levels = ", ".join(f"sev{s.level}" for s in pb.severities)
-        severity = self.read(self.t("console_prompt_severity", levels=levels)).strip()
-        description = self.read(self.t("console_prompt_description"))
+        severity = self.ask("console_prompt_severity", levels=levels).strip()
+        description = self.ask("console_prompt_description")
         level = commands.parse_severity(severity, pb) if severity else None
         self.start(title, crisis_type, level, description)
 
@@ -165,12 +174,12 @@ class Console:
         core = self.core
         if template is None:
             choices = [key for key, _title in core.templates_for(incident_id)]
-            template = self.read(self.t("console_prompt_template", choices=", ".join(choices))).strip() or FREE
+            template = self.ask("console_prompt_template", choices=", ".join(choices)).strip() or FREE
         form = core.draft_form(incident_id, template)
         values = {}
         for field in form.fields:
-            answer = self.read(self.t("console_prompt_variable", label=field.label,
-                                      example=field.value or field.example, required=field.required))
+            answer = self.ask("console_prompt_variable", label=field.label,
+                                      example=field.value or field.example, required=field.required)
             # Enter keeps what the incident prefilled; "\n" types a line break on one line.
             values[field.name] = (answer.strip() or field.value).replace("\\n", "\n")
         self.apply(core.draft(incident_id, self.user, form.template, values))
@@ -185,7 +194,7 @@ class Console:
         element, incident_id = pressable.element, pressable.incident_id
         core = self.core
         if isinstance(element, UserPicker):
-            chosen = _name(self.read(self.t("console_prompt_user")))
+            chosen = _name(self.ask("console_prompt_user"))
             self.apply(core.assign_role(incident_id, self.user, chosen, element.value))
         elif element.action == "role.claim":
             self.apply(core.claim_role(incident_id, self.user, element.value))
@@ -201,14 +210,14 @@ class Console:
         if action == "approve":
             self.apply(core.decide(incident_id, self.user, number, version, "approve"))
         elif action in ("changes", "reject"):
-            reason = self.read(self.t("console_prompt_reason"))
+            reason = self.ask("console_prompt_reason")
             self.apply(core.decide(incident_id, self.user, number, version, action, reason))
         elif action == "edit":
-            text = self.read(self.t("console_prompt_text")).replace("\\n", "\n")
+            text = self.ask("console_prompt_text").replace("\\n", "\n")
             self.apply(core.edit(incident_id, self.user, number, version, text))
         elif action == "publish":
-            where = self.read(self.t("console_prompt_where"))
-            link = self.read(self.t("console_prompt_link"))
+            where = self.ask("console_prompt_where")
+            link = self.ask("console_prompt_link")
             self.apply(core.publish(incident_id, self.user, number, version, where, link))
 
     # -- output ------------------------------------------------------------------------------
