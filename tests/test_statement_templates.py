@@ -17,7 +17,6 @@ from bot.playbook import (
     PREFILLS,
     PURPOSES,
     Playbook,
-    Problem,
     check_text,
     default_playbook_path,
     load,
@@ -33,6 +32,7 @@ from bot.statements import (
     render,
 )
 from handlers import cli
+from tests.test_playbook import find_problem, line_of, only_problem, problems_of
 
 DEFAULT_TEXT = default_playbook_path().read_text(encoding="utf-8")
 FILENAME = "team.yaml"
@@ -63,15 +63,6 @@ def edit_template(key: str, old: str, new: str, text: str = DEFAULT_TEXT) -> str
     return text[:start] + section.replace(old, new) + text[end:]
 
 
-def line_of(text: str, fragment: str, occurrence: int = 1) -> int:
-    """1-based line on which the n-th occurrence of ``fragment`` starts (the first: the only one)."""
-    if occurrence == 1:
-        assert text.count(fragment) == 1, f"{fragment!r} must occur exactly once"
-    index = -1
-    for _ in range(occurrence):
-        index = text.index(fragment, index + 1)
-        assert index != -1
-    return text.count("\n", 0, index) + 1
 
 
 def drop_text(key: str, lang: str, text: str = DEFAULT_TEXT) -> str:
@@ -123,26 +114,10 @@ def with_template(en: list[str], de: list[str] | None = None, *, key: str = "tea
     )
 
 
-def problems_of(text: str) -> list[Problem]:
-    playbook, problems = check_text(text, FILENAME)
-    assert playbook is None, "a playbook with problems must not be returned"
-    assert problems, "expected the checker to report a problem"
-    assert all(p.file == FILENAME for p in problems)
-    return problems
 
 
-def find_problem(problems: list[Problem], line: int, *words: str) -> Problem:
-    matches = [p for p in problems if p.line == line and all(w in p.message for w in words)]
-    got = "\n".join(map(str, problems))
-    assert matches, f"no problem on line {line} mentioning {words}; got:\n{got}"
-    return matches[0]
 
 
-def only_problem(text: str, line: int, *words: str) -> Problem:
-    problems = problems_of(text)
-    got = "\n".join(map(str, problems))
-    assert len(problems) == 1, f"expected exactly one problem, got:\n{got}"
-    return find_problem(problems, line, *words)
 
 
 def examples(template, language: str, *, optional: bool = True) -> dict[str, str]:
