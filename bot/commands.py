@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from bot.durations import parse_duration
 from bot.errors import Refusal
-from bot.playbook import INCIDENT_PHASES, Playbook
+from bot.playbook import DEADLINE_KINDS, INCIDENT_PHASES, Playbook
 
 MAX_TITLE = 150
 MAX_DESCRIPTION = 3000
 SUBCOMMANDS = ("start", "roles", "assign", "severity", "phase", "status", "resolve", "draft", "statements",
-               "help")
+               "update", "snooze", "help")
 # Slack sends <@U123|name> when the command escapes users; the console and tests send @name.
 _USER = re.compile(r"^<@([A-Za-z0-9._-]+)(?:\|[^>]*)?>$|^@([A-Za-z0-9._-]+)$")
 _SEVERITY = re.compile(r"^(?:sev)?(\d+)$", re.IGNORECASE)
@@ -26,6 +28,8 @@ class Command:
     user: str | None = None
     role: str | None = None
     phase: str | None = None
+    deadline: str | None = None           # for snooze: which deadline
+    length: timedelta | None = None       # for snooze: by how much
     template: str | None = None  # for draft: a template key, "free", or None to choose in a form
     text: str = ""               # for draft free: the statement's text
     args: list[str] = field(default_factory=list)
@@ -55,7 +59,28 @@ def parse(text: str, playbook: Playbook) -> Command:
         return Command("phase", phase=parse_phase(rest[0]))
     if name == "draft":
         return _parse_draft(text, rest, playbook)
+    if name == "snooze":
+        return _parse_snooze(rest)
     return Command(name, args=rest)
+
+
+def _parse_snooze(words: list[str]) -> Command:
+    kinds = ", ".join(DEADLINE_KINDS)
+    if len(words) < 2:
+        raise Refusal("usage_snooze", kinds=kinds)
+    kind = words[0].lower().replace("-", "_")
+    if kind not in DEADLINE_KINDS:
+        raise Refusal("unknown_deadline", given=words[0], kinds=kinds)
+    try:
+        length = parse_duration(words[1])
+    except ValueError:
+        raise Refusal("duration_invalid", given=words[1]) from None
+    if not length:
+        raise Refusal("duration_invalid", given=words[1])
+    reason = " ".join(words[2:])
+    if not reason:
+        raise Refusal("snooze_reason_missing")
+    return Command("snooze", deadline=kind, length=length, text=reason)
 
 
 def _parse_draft(text: str, words: list[str], playbook: Playbook) -> Command:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot import commands, permissions
 from bot.clock import Clock, system_clock
+from bot.clocks import Clocks
 from bot.db import Database
 from bot.drafting import Drafting
 from bot.errors import Refusal
@@ -65,7 +66,7 @@ class Opening:
         return channel_name(self.created_at.date(), self.number, self.title, attempt)
 
 
-class Core(Drafting):
+class Core(Drafting, Clocks):
     def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
                  clock: Clock = system_clock, texts: Texts | None = None):
         self.db = db
@@ -162,6 +163,7 @@ class Core(Drafting):
                     severity=severity, description=description)
         self._event(s, incident, reporter, "role.assigned", role=self.playbook.lead_role, user=reporter,
                     previous=None)
+        self._start_clocks(s, incident)
         return self._opening(incident)
 
     def _opening(self, incident: Incident) -> Opening:
@@ -237,6 +239,7 @@ class Core(Drafting):
         incident.assignments.append(RoleAssignment(role=role, user_id=user, assigned_by=by, started_at=now))
         s.flush()
         self._event(s, incident, by, "role.assigned", role=role, user=user, previous=previous)
+        acknowledged = user != incident.reporter_id and self._meet(s, incident, "acknowledge", user, "role.assigned")
         label = self.views.role_label(incident, role)
         if by == user:
             notice = self.say("role_claimed", incident.language, user=mention(user), role=label)
@@ -244,7 +247,7 @@ class Core(Drafting):
             notice = self.say("role_assigned", incident.language, user=mention(user), role=label,
                               by=mention(by), previous=mention(previous) if previous else None)
         updates = [self.views.roster(incident)]
-        if role == self.playbook.lead_role:
+        if role == self.playbook.lead_role or acknowledged:
             updates.insert(0, self.views.header(incident))
         return self._outcome(incident, notices=[notice], updates=updates, invite=[user])
 
@@ -271,6 +274,8 @@ class Core(Drafting):
             item.state, item.changed_by, item.changed_at = state, user, now
             kind = {"done": "item.done", "skipped": "item.skipped", "open": "item.reopened"}[state]
             self._event(s, incident, user, kind, item=item.key, title=item.title, previous=before)
+            if state == "done":
+                self._meet(s, incident, "acknowledge", user, "item.done")
             updates = [self.views.checklist_step(incident, item.step)]
             notices = []
             step = next(st for st in self.playbook.checklist if st.key == item.step)
@@ -294,6 +299,7 @@ class Core(Drafting):
             old_label = self.views.severity_label(incident)
             incident.severity = level
             self._event(s, incident, user, "severity.changed", previous=before, severity=level)
+            self._reschedule_for_severity(s, incident)
             new_label = self.views.severity_label(incident)
             severity = self.playbook.severity_by_level[level]
             notice = self.say("severity_changed", incident.language, by=mention(user), old=old_label,
@@ -336,6 +342,7 @@ class Core(Drafting):
             before = incident.phase
             incident.phase, incident.resolved_at = "resolved", now
             self._event(s, incident, user, "incident.resolved", previous=before)
+            self._stop_live_clocks(s, incident, user)
             open_items = sum(1 for i in incident.items if i.state == "open")
             notice = self.say("resolved", incident.language, ref=incident.ref, by=mention(user),
                               duration=now - incident.created_at, open_items=open_items)
@@ -357,6 +364,8 @@ class Core(Drafting):
             return self.set_phase(incident_id, user, command.phase)
         if command.name == "resolve":
             return self.resolve(incident_id, user)
+        if command.name == "snooze":
+            return self.snooze(incident_id, user, command.deadline, command.length, command.text)
         if command.name == "draft" and command.template == "free" and command.text:
             return self.draft(incident_id, user, "free", {"text": command.text})
         raise Refusal("unknown_command", command=command.name)
@@ -441,7 +450,7 @@ class Core(Drafting):
         lead = self.views.lead(incident)
         return mention(lead) if lead else None
 
-    def _event(self, s: Session, incident: Incident, actor: str, kind: str, **data) -> None:
+    def _event(self, s: Session, incident: Incident, actor: str, kind: str, /, **data) -> None:
         s.add(TimelineEvent(incident_id=incident.id, at=self.clock(), actor_id=actor, kind=kind, data=data))
 
     def _outcome(self, incident: Incident, *, topic: bool = False, **fields) -> Outcome:

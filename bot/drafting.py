@@ -218,9 +218,14 @@ class Drafting:
             statement.published_where, statement.published_link = where, link or None
             self._event(s, incident, user, "statement.published", statement=number, version=version.number,
                         where=where, link=link or None, text=version.text)
-            return self._statement_outcome(incident, statement, [self.say(
+            if statement.audience != "internal":
+                self._meet(s, incident, "first_statement", user, "statement.published")
+                self._meet(s, incident, "update", user, "statement.published")
+            out = self._statement_outcome(incident, statement, [self.say(
                 "statement_published", incident.language, number=number, by=mention(user), where=where,
                 link=link or None)])
+            out.updates.insert(0, self.views.header(incident))  # the next deadline moved
+            return out
 
     # -- read-only -------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class Incident(Base):
         back_populates="incident", cascade="all, delete-orphan"
     )
     statements: Mapped[list[Statement]] = relationship(order_by="Statement.number", cascade="all, delete-orphan")
+    deadlines: Mapped[list[Deadline]] = relationship(order_by="Deadline.id", cascade="all, delete-orphan")
 
     @property
     def ref(self) -> str:
@@ -207,3 +208,40 @@ class StatementDecision(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[StatementVersion] = relationship(back_populates="decisions")
+
+
+class Deadline(Base):
+    """A promise with a due time: first public statement, next update … met by an event or missed."""
+
+    __tablename__ = "deadlines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)   # what the due time is measured from
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open, met, missed, cancelled
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    snoozed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    snooze_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Reminder(Base):
+    """A message due at a time: a reminder before a deadline or its escalation after it.
+
+    The row is the truth; the scheduler only wakes the process. A process claims a due row
+    for a short lease, posts, then marks it sent; a lease that runs out (the process died)
+    makes the row claimable again, so nothing is lost.
+    """
+
+    __tablename__ = "reminders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deadline_id: Mapped[int] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # remind, escalate
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # pending, sent, cancelled
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    late: Mapped[bool] = mapped_column(default=False)

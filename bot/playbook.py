@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot.durations import parse_duration
+from bot.durations import format_duration, parse_duration
 
 LANGUAGES = ("en", "de")
 INCIDENT_PHASES = ("detected", "assessing", "responding", "monitoring", "resolved", "closed")
@@ -28,6 +28,8 @@ def _as_localized(value: Any) -> Any:
 
 
 def _as_duration(value: Any) -> Any:
+    if isinstance(value, timedelta) and value > timedelta(0):
+        return value  # built in code (tests, tools) rather than read from YAML
     if isinstance(value, str):
         duration = parse_duration(value)
         if not duration:
@@ -49,7 +51,6 @@ class Severity(_Model):
     level: int = Field(ge=1, le=9)
     name: Localized
     description: Localized = {}
-    respond_within: Duration | None = None
     notify: list[str] = []
     announce: bool = True
 
@@ -84,6 +85,44 @@ class Step(_Model):
 class Team(_Model):
     standing_members: list[str] = []
     announcement_channel: str | None = None
+
+
+DEADLINE_KINDS = ("acknowledge", "first_statement", "update", "review")
+# Who is reminded of a deadline unless the playbook names other roles.
+DEFAULT_OWNERS = {"acknowledge": ["lead"], "first_statement": ["comms", "social"], "update": ["comms"],
+                  "review": ["lead"]}
+
+
+class Escalation(_Model):
+    roles: list[Key] = []
+    channel: str | None = None
+
+
+class DeadlineRule(_Model):
+    """One promise: due `within` of its start (or `every` so long for updates), reminded before."""
+
+    within: Duration | None = None
+    every: Duration | None = None
+    remind: list[Duration] | None = None   # offsets before the due time; default: deadlines.remind_before
+    escalate: Escalation | None = None     # default: deadlines.escalate
+    owners: list[Key] | None = None        # reminded; default by kind (lead, comms …)
+
+
+class SeverityDeadlines(_Model):
+    acknowledge: DeadlineRule | None = None
+    first_statement: DeadlineRule | None = None
+    update: DeadlineRule | None = None
+    review: DeadlineRule | None = None
+
+
+class Deadlines(_Model):
+    remind_before: list[Duration] = Field(default_factory=lambda: [timedelta(minutes=15), timedelta(minutes=5)])
+    escalate: Escalation = Escalation(roles=["lead"])
+    by_severity: dict[int, SeverityDeadlines] = {}
+
+    def rule(self, severity: int, kind: str) -> DeadlineRule | None:
+        rules = self.by_severity.get(severity)
+        return getattr(rules, kind) if rules else None
 
 
 PURPOSES = ("holding", "apology", "corrective-action", "status-update", "take-offline", "talking-points")
@@ -141,6 +180,7 @@ class Playbook(_Model):
     roles: list[Role] = Field(min_length=1, max_length=24)
     checklist: list[Step] = Field(min_length=1)
     team: Team = Team()
+    deadlines: Deadlines = Deadlines()
     approval_policies: dict[Key, ApprovalPolicy] = {}
     statements: list[StatementTemplate] = Field(default=[], max_length=100)
     # A statement written freely, without a template, needs this (the strictest) policy.
@@ -324,7 +364,45 @@ def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
     if pb.default_type not in types:
         out.append((("default_type",), f"default_type {pb.default_type!r} is not a crisis type of this playbook"))
     out.extend(_check_statements(pb, levels, roles, types))
+    out.extend(_check_deadlines(pb, levels, roles))
     out.extend(_missing_languages(pb))
+    return out
+
+
+def _check_deadlines(pb: Playbook, levels, roles) -> list[tuple[tuple, str]]:
+    out: list[tuple[tuple, str]] = []
+
+    def check_escalation(escalation, loc):
+        for i, role in enumerate(escalation.roles):
+            if role not in roles:
+                out.append(((*loc, "roles", i), f"escalation to {role!r}, which is not a role of this playbook "
+                                                f"({', '.join(roles)})"))
+
+    check_escalation(pb.deadlines.escalate, ("deadlines", "escalate"))
+    for level, rules in pb.deadlines.by_severity.items():
+        where = ("deadlines", "by_severity", level)
+        if level not in levels:
+            out.append((where, f"severity {level} is not defined under severities"))
+        for kind in DEADLINE_KINDS:
+            rule = getattr(rules, kind)
+            if rule is None:
+                continue
+            loc = (*where, kind)
+            length = rule.every if kind == "update" else rule.within
+            if kind == "update" and (rule.within is not None or rule.every is None):
+                out.append((loc, "the update deadline repeats: write `every: 30m`, not `within`"))
+            elif kind != "update" and (rule.every is not None or rule.within is None):
+                out.append((loc, f"the {kind} deadline is due once: write `within: 1h`, not `every`"))
+            for i, offset in enumerate(rule.remind if rule.remind is not None else pb.deadlines.remind_before):
+                if length is not None and offset >= length:
+                    remind_loc = (*loc, "remind", i) if rule.remind is not None else ("deadlines", "remind_before", i)
+                    out.append((remind_loc, f"a reminder {format_duration(offset)} before a deadline of "
+                                            f"{format_duration(length)} would come before the clock starts"))
+            for i, role in enumerate(rule.owners or []):
+                if role not in roles:
+                    out.append(((*loc, "owners", i), f"{role!r} is not a role of this playbook"))
+            if rule.escalate is not None:
+                check_escalation(rule.escalate, (*loc, "escalate"))
     return out
 
 

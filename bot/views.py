@@ -53,7 +53,6 @@ class Views:
 
     def header(self, incident: Incident) -> Message:
         lead = self.lead(incident)
-        severity = self.playbook.severity_by_level.get(incident.severity)
         done = sum(1 for i in incident.items if i.state == "done")
         skipped = sum(1 for i in incident.items if i.state == "skipped")
         title = self.t(incident, "header_title", ref=incident.ref, title=incident.title)
@@ -63,9 +62,10 @@ class Views:
             lead=mention(lead) if lead else None, crisis_type=self.type_label(incident),
             reporter=mention(incident.reporter_id), started=incident.created_at,
         )
+        following = min((d for d in incident.deadlines if d.state == "open"), key=lambda d: d.due_at, default=None)
         progress = self.t(
             incident, "header_progress", done=done, skipped=skipped, total=len(incident.items),
-            respond_within=severity.respond_within if severity else None,
+            next_kind=following.kind if following else None, next_due=following.due_at if following else None,
         )
         blocks = [Section(title), Section(body)]
         if incident.description:

@@ -122,7 +122,19 @@ def run_console(settings: Settings, user: str | None) -> int:
             raise EOFError
         return line.rstrip("\n")
 
-    return Console(core, name, read=read, echo=not interactive).run()
+    console = Console(core, name, read=read, echo=not interactive)
+    if not interactive:
+        return console.run()
+    # At a terminal, reminders must appear while the user thinks, not only when they press Enter.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(console.deliver_due, "interval", seconds=5, coalesce=True, max_instances=1)
+    scheduler.start()
+    try:
+        return console.run()
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 def run_slack(settings: Settings, port: int | None, host: str, socket_mode: bool) -> int:

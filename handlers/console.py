@@ -6,8 +6,10 @@ When stdin is not a terminal, commands are read line by line, so sessions can be
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -24,7 +26,8 @@ PLATFORM = "console"
 HOME = "general"
 _EMOJI = {":rotating_light:": "🚨", ":white_check_mark:": "✅", ":white_square:": "☐", ":fast_forward:": "⏭",
           ":arrow_up:": "↑", ":arrow_down:": "↓", ":warning:": "⚠", ":memo:": "📝", ":hourglass_flowing_sand:": "⏳",
-          ":no_entry:": "⛔", ":leftwards_arrow_with_hook:": "↩", ":mega:": "📣", ":pencil2:": "✏"}
+          ":no_entry:": "⛔", ":leftwards_arrow_with_hook:": "↩", ":mega:": "📣", ":pencil2:": "✏",
+          ":zzz:": "💤", ":loudspeaker:": "📢", ":alarm_clock:": "⏰"}
 _MENTION = re.compile(r"<([@#])([^>|]+)(?:\|[^>]*)?>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _ITALIC = re.compile(r"(?<!\w)_([^_\n]+)_(?!\w)")
@@ -57,6 +60,8 @@ class Console:
         self.echo = echo
         self.channel = HOME
         self.buttons: dict[int, Pressable] = {}
+        self.worker = f"console:{os.getpid()}"
+        self._reminder_lock = threading.Lock()
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -78,12 +83,14 @@ class Console:
             except (EOFError, KeyboardInterrupt):
                 self.say()
                 return 0
+            self.deliver_due()  # what fell due while the user was typing (or the script was read)
             if self.echo and line.strip():
                 self.say(f"> {line}")
             if line.strip() in ("/quit", "/exit"):
                 return 0
             try:
                 self.handle(line)
+                self.deliver_due()  # a change can make a reminder due at once (e.g. a snooze of the past)
             except (EOFError, KeyboardInterrupt):
                 # The input ended in the middle of a form: nothing was saved; leave as at the prompt.
                 self.say()
@@ -133,7 +140,12 @@ class Console:
         incident_id = core.incident_in_channel(WORKSPACE, self.channel)
         if incident_id is None:
             raise Refusal("not_in_incident", command=command.name)
-        if command.name == "statements":
+        if command.name == "update":
+            known = self.ask("console_prompt_known")
+            doing = self.ask("console_prompt_doing")
+            following = self.ask("console_prompt_next")
+            self.apply(core.status_update(incident_id, self.user, known, doing, following))
+        elif command.name == "statements":
             self.private(core.statement_list(incident_id))
         elif command.name == "draft" and not (command.template == FREE and command.text):
             self.draft_form(incident_id, command.template)
@@ -219,6 +231,26 @@ class Console:
             where = self.ask("console_prompt_where")
             link = self.ask("console_prompt_link")
             self.apply(core.publish(incident_id, self.user, number, version, where, link))
+
+    # -- reminders ---------------------------------------------------------------------------
+
+    def deliver_due(self) -> int:
+        """Print every reminder and escalation that is due; the console's own scheduler."""
+        sent = 0
+        with self._reminder_lock:
+            while ids := self.core.claim_due(self.worker):
+                for reminder_id in ids:
+                    fired = self.core.fire(reminder_id, self.worker)
+                    if fired is None:
+                        continue
+                    outcome, alerts = fired
+                    self.apply(outcome)
+                    for alert in alerts:
+                        self.say(f"[{self.t('console_announcement', channel=alert.channel.lstrip('#'))}] "
+                                 f"{to_terminal(alert.text)}")
+                    self.core.mark_sent(reminder_id)
+                    sent += 1
+        return sent
 
     # -- output ------------------------------------------------------------------------------
 

@@ -155,7 +155,8 @@ def test_opened_invites_posts_the_standing_messages_and_announces(core, db, play
     assert [m.key for m in out.updates] == ["header", "roster", *[f"checklist:{k}" for k in STEP_KEYS]]
     header = block_text(out.updates[0])
     assert "CRISIS-1: Charger overheats" in header and "*Lead:* <@U1>" in header
-    assert "0 of 24 done" in header and "within 1 h 00 min" in header
+    # sev1: the team has 15 minutes to acknowledge internally, the first of its response-time clocks.
+    assert "0 of 24 done" in header and "Next deadline: internal acknowledgement at 02:15 UTC" in header
     assert "*Legal* (required): _open_" in block_text(out.updates[1])
     assess = out.updates[2]
     assert assess.blocks[0].text == "*Identify and assess*: 0/5"
@@ -179,12 +180,17 @@ def test_opened_twice_announces_once_and_low_severity_never(core):
 
 
 def test_claim_a_free_role_and_a_held_one_is_refused(core):
-    incident_id, _ = open_incident(core)
+    incident_id, _ = open_incident(core)  # sev3: acknowledge within 1 h, first statement within 4 h
     out = core.claim_role(incident_id, "U2", "legal")
     assert out.notices == ["<@U2> now holds *Legal*."]
-    assert [m.key for m in out.updates] == ["roster"]
-    assert "*Legal*: <@U2>" in block_text(out.updates[0])
+    # The first person to join besides the reporter acknowledges the incident: the header moves on.
+    assert [m.key for m in out.updates] == ["header", "roster"]
+    assert "Next deadline: next status update at 04:00 UTC" in block_text(out.updates[0])
+    assert "*Legal*: <@U2>" in block_text(out.updates[1])
     assert snapshot(core, incident_id).holders("legal") == ["U2"]
+    # Later claims leave the header alone: the acknowledgement is made once.
+    out = core.claim_role(incident_id, "U3", "comms")
+    assert [m.key for m in out.updates] == ["roster"]
 
     refusal = refused(core.claim_role, incident_id, "U3", "legal")
     assert refusal.text == "role_held"
@@ -425,6 +431,7 @@ def test_every_action_leaves_a_timeline_event(core, clock):
         ("role.assigned", "U1", t0),
         ("channel.created", "U1", t0),
         ("role.assigned", "U2", t1),
+        ("deadline.met", "U2", t1),  # the first one to join besides the reporter acknowledges
         ("item.done", "U2", t2),
         ("phase.changed", "U2", t2),
         ("severity.changed", "U1", t3),
@@ -435,6 +442,8 @@ def test_every_action_leaves_a_timeline_event(core, clock):
     ]
     started = core.timeline(incident_id)[0].data
     assert started["title"] == "Charger overheats" and started["severity"] == 3
+    met = core.timeline(incident_id)[4].data
+    assert (met["kind"], met["by"]) == ("acknowledge", "role.assigned")
     # Read-only answers leave no trace.
     core.status(incident_id)
     core.roster(incident_id)

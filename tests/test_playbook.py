@@ -141,7 +141,8 @@ def test_severities(default):
     assert [s.level for s in default.severities] == [1, 2, 3, 4]
     assert [s.name["en"] for s in default.severities] == ["Critical", "High", "Medium", "Low"]
     assert [s.name["de"] for s in default.severities] == ["Kritisch", "Hoch", "Mittel", "Niedrig"]
-    assert [s.respond_within for s in default.severities] == [
+    # The first public statement is due sooner the more severe the crisis (the "golden hour" at sev1).
+    assert [default.deadlines.rule(s.level, "first_statement").within for s in default.severities] == [
         timedelta(hours=1), timedelta(hours=2), timedelta(hours=4), timedelta(days=1),
     ]
     assert [s.announce for s in default.severities] == [True, True, True, False]
@@ -213,7 +214,13 @@ def test_a_playbook_must_be_a_mapping(text):
 
 
 def test_unknown_field():
-    text = edit("    respond_within: 2h\n", "    respond_within: 2h\n    colour: red\n")
+    text = edit("first_statement: {within: 2h}", "first_statement: {within: 2h, colour: red}")
+    only_problem(text, line_of(text, "colour: red"), "deadlines.by_severity.2.first_statement.colour",
+                 "unknown field")
+
+
+def test_unknown_field_in_a_severity():
+    text = edit("      de: Hoch\n", "      de: Hoch\n    colour: red\n")
     only_problem(text, line_of(text, "colour: red"), "severities.1.colour", "unknown field")
 
 
@@ -271,15 +278,15 @@ def test_required_at_as_a_block_list_points_at_the_bad_entry():
 
 @pytest.mark.parametrize("bad", ["soon", "10 minutes", "1.5h", "-3m", "2 hours", "1w"])
 def test_bad_duration(bad):
-    text = edit("respond_within: 2h", f"respond_within: {bad}")
-    only_problem(text, line_of(text, f"respond_within: {bad}"),
-                 "severities.1.respond_within", repr(bad), "not a duration")
+    text = edit("first_statement: {within: 2h}", f"first_statement: {{within: {bad}}}")
+    only_problem(text, line_of(text, f"within: {bad}"),
+                 "deadlines.by_severity.2.first_statement.within", repr(bad), "not a duration")
 
 
 def test_a_bare_number_is_not_a_duration():
-    text = edit("respond_within: 4h", "respond_within: 30")
-    only_problem(text, line_of(text, "respond_within: 30"),
-                 "severities.2.respond_within", "not a duration")
+    text = edit("first_statement: {within: 4h,", "first_statement: {within: 30,")
+    only_problem(text, line_of(text, "within: 30,"),
+                 "deadlines.by_severity.3.first_statement.within", "not a duration")
 
 
 def test_missing_german_text_written_inline():

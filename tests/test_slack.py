@@ -112,15 +112,19 @@ def test_start_opens_a_room_with_roster_checklist_topic_and_announcement(room):
 
 
 def test_claim_updates_the_roster_in_place(room):
-    channel, _ = room.start()
+    channel, _ = room.start()  # sev2: acknowledge within 30 min, updates every hour
     ts, roster = room.standing(channel, "roster")
+    header_ts, header = room.standing(channel, "header")
+    assert "Next deadline: internal acknowledgement at 02:30 UTC" in texts(header)
     posts_before = len(room.fake.calls_to("chat.postMessage"))
 
     reply, _ = room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
     assert reply.status == 200
-    update = room.fake.wait_for("chat.update")[0]
-    assert update.params["ts"] == ts
+    # The first claim by someone besides the reporter also acknowledges: header and roster are edited.
+    updates = room.fake.wait_for("chat.update", count=2)
+    assert {u.params["ts"] for u in updates} == {ts, header_ts}
     assert "<@U2>" in texts(room.messages(channel)[ts])
+    assert "Next deadline: next status update at 03:00 UTC" in texts(room.messages(channel)[header_ts])
     room.fake.wait_for("chat.postMessage", count=posts_before + 1)
     new_posts = room.fake.calls_to("chat.postMessage")[posts_before:]
     assert [c.params["text"] for c in new_posts] == ["<@U2> now holds *Legal*."]
@@ -367,9 +371,14 @@ def test_the_crisisbot_slack_command_serves_signed_requests(tmp_path, database_u
 def test_a_failed_update_keeps_the_change_and_is_shown_by_status(room):
     channel, _ = room.start()
     ts, roster = room.standing(channel, "roster")
+    # Someone acknowledges first (that claim edits the header too), so the claim below edits the roster only.
+    room.send.click(button(roster, "role.claim", "social"), "UBOSS", channel)
+    room.fake.wait_for("chat.update", count=2)
+    room.settle()
+    room.fake.clear_calls()
     room.fake.fail_next("chat.update", "fatal_error")
     room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
-    room.fake.wait_for("chat.update")
+    assert room.fake.wait_for("chat.update")[0].params["ts"] == ts
     room.settle()
     assert "<@U2>" not in texts(room.messages(channel)[ts])  # Slack refused the edit …
     incident = room.core.incident_in_channel("T1", channel)

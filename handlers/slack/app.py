@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import commands
+from bot.clocks import parse_next
 from bot.commands import Command
 from bot.core import Core, Opening
 from bot.drafting import FREE
@@ -65,6 +66,7 @@ class SlackBot:
         self.app.view(drafts.REASON)(ack=self.ack_reason, lazy=[self.work_reason])
         self.app.view(drafts.EDIT)(ack=_just_ack, lazy=[self.work_edit])
         self.app.view(drafts.PUBLISH)(ack=self.ack_publish, lazy=[self.work_publish])
+        self.app.view(drafts.UPDATE)(ack=self.ack_update, lazy=[self.work_update])
         self.app.error(self.on_error)
 
     # -- the private answer ----------------------------------------------------------------
@@ -142,6 +144,11 @@ class SlackBot:
             else:
                 view = drafts.pick_view(core, await asyncio.to_thread(core.templates_for, incident_id), meta)
             await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        if command.name == "update":
+            meta = {"incident": incident_id, "ephemeral_in": body.get("channel_id"),
+                    "response_url": body.get("response_url")}
+            await self.client.views_open(trigger_id=body["trigger_id"], view=drafts.update_view(core, meta))
             return
         if command.name == "status":
             await self._tell(respond, await asyncio.to_thread(core.status, incident_id))
@@ -393,6 +400,36 @@ class SlackBot:
         meta, fields = _json(view.get("private_metadata")), drafts.field_values(view)
         await self._statement_form(body, meta, lambda incident, user, number, version: self.core.publish(
             incident, user, number, version, fields.get("where") or "", fields.get("link")))
+
+    def _update_errors(self, view: dict) -> dict[str, str]:
+        fields = drafts.field_values(view)
+        if not (fields.get("known") or "").strip() and not (fields.get("doing") or "").strip():
+            return {"known": self.core.say("update_empty")[:150]}
+        if (fields.get("next") or "").strip():
+            try:
+                parse_next(fields["next"], self.core.clock())
+            except Refusal as refusal:
+                return {"next": self.core.explain(refusal)[:150]}
+        return {}
+
+    async def ack_update(self, ack, view):
+        errors = self._update_errors(view)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+        else:
+            await ack()
+
+    async def work_update(self, body, view):
+        await _after_response()
+        if self._update_errors(view):
+            return  # the form showed the errors in the ack
+        meta, fields = _json(view.get("private_metadata")), drafts.field_values(view)
+        user = (body.get("user") or {}).get("id")
+        reply = self._private_reply(user, meta)
+        async with self.answering(reply, "status update"):
+            outcome = await asyncio.to_thread(self.core.status_update, int(meta["incident"]), user,
+                                              fields.get("known"), fields.get("doing"), fields.get("next"))
+            await self.publisher.apply(outcome)
 
     async def _statement_form(self, body: dict, meta: dict, action) -> None:
         user = (body.get("user") or {}).get("id")

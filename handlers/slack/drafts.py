@@ -12,6 +12,7 @@ from handlers.slack.blocks import _mrkdwn, _plain
 
 PICK, FILL, PREVIEW = "crisis.draft.pick", "crisis.draft.fill", "crisis.draft.preview"
 REASON, EDIT, PUBLISH = "crisis.reason", "crisis.edit", "crisis.publish"
+UPDATE = "crisis.update"
 MAX_METADATA = 3000
 
 
@@ -97,3 +98,10 @@ def selected(view: dict, block_id: str) -> str | None:
     element = (((view.get("state") or {}).get("values") or {}).get(block_id) or {}).get(block_id) or {}
     return (element.get("selected_option") or {}).get("value")
 
+
+
+def update_view(core: Core, meta: dict) -> dict:
+    return _modal(core, UPDATE, "modal_update_title", "modal_post",
+                  [_input("known", core.say("field_known"), multiline=True, max_length=1500, optional=True),
+                   _input("doing", core.say("field_doing"), multiline=True, max_length=1500, optional=True),
+                   _input("next", core.say("field_next"), max_length=20, optional=True)], meta)

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 
 
+def _by_name(channel: str) -> str:
+    """Slack takes a channel by id, or by name when it starts with #."""
+    return channel if re.fullmatch(r"[CG][A-Z0-9]{6,}", channel) else "#" + channel.lstrip("#")
+
+
 def slack_error(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error") or exc)
@@ -37,6 +42,7 @@ class Publisher:
         # Renders and posts of one incident run one at a time, so an older render can never
         # overwrite a newer one in the same message.
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.after_apply = lambda: None  # the reminder runner plans its next wake-up here
 
     async def apply(self, outcome: Outcome) -> None:
         channel = outcome.channel_id
@@ -53,6 +59,16 @@ class Publisher:
             await self._call("conversations_setTopic", outcome.ref, channel=channel, topic=outcome.topic)
         if outcome.announcement:
             await self.announce(outcome.announcement, outcome.ref)
+        self.after_apply()
+
+    async def deliver_reminder(self, outcome: Outcome, alerts: list) -> None:
+        """A reminder or escalation: the notice must reach the channel, or the row is retried."""
+        for notice in outcome.notices:
+            await self.client.chat_postMessage(channel=outcome.channel_id, text=notice)
+        if outcome.updates:
+            await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates)
+        for alert in alerts:
+            await self._call("chat_postMessage", outcome.ref, channel=_by_name(alert.channel), text=alert.text)
 
     async def sync(self, incident_id: int, channel: str, messages: list[Message]) -> None:
         """Post what was never posted, edit what changed, leave the rest alone."""
@@ -97,8 +113,7 @@ class Publisher:
         target = self.core.playbook.team.announcement_channel
         if not target:
             return
-        if not re.fullmatch(r"[CG][A-Z0-9]{6,}", target):
-            target = "#" + target.lstrip("#")  # Slack takes a channel by name when it starts with #
+        target = _by_name(target)
         try:
             await self.client.chat_postMessage(channel=target, text=text)
         except SlackApiError as exc:

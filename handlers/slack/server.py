@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
+from handlers.reminders import ReminderRunner
 from handlers.slack.app import ACK_SENT, SlackBot
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,21 @@ def web_app(bot: SlackBot) -> web.Application:
 
     app = web.Application(client_max_size=1024 * 1024)
     app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    app.on_startup.append(lambda _app: _start_reminders(bot))
+    app.on_cleanup.append(lambda _app: _stop_reminders(bot))
     return app
+
+
+async def _start_reminders(bot: SlackBot) -> None:
+    runner = ReminderRunner(bot.core, bot.publisher.deliver_reminder)
+    bot.publisher.after_apply = runner.poke
+    bot.reminders = runner
+    runner.start()
+
+
+async def _stop_reminders(bot: SlackBot) -> None:
+    if getattr(bot, "reminders", None):
+        bot.reminders.stop()
 
 
 def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> None:
@@ -47,4 +62,5 @@ def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> None:
 async def serve_socket_mode(bot: SlackBot, app_token: str) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+    await _start_reminders(bot)
     await AsyncSocketModeHandler(bot.app, app_token).start_async()
