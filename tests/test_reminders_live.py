@@ -18,7 +18,7 @@ from handlers.slack.app import SlackBot
 from handlers.slack.server import web_app
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SECRET, ServedApp
-from tests.test_slack import USERS, Room, texts
+from tests.test_slack import USERS, Room, button, texts
 
 SECONDS = timedelta(seconds=1)
 
@@ -64,14 +64,14 @@ def test_reminder_then_escalation_in_slack(live_room):
     assert "deadline.missed" in [e.kind for e in room.core.timeline(incident)]
     room.settle(1.5)
     # Each went out exactly once, and nothing more was due.
-    assert len([c for c in room.fake.calls_to("chat.postMessage") if "acknowledgement" in c.params.get("text", "")]) == 3
+    about = [c for c in room.fake.calls_to("chat.postMessage") if "acknowledgement" in c.params.get("text", "")]
+    assert len(about) == 3
     assert "Next deadline" not in texts(room.standing(channel, "header")[1])
 
 
 def test_a_claim_meets_the_deadline_and_nothing_is_sent(live_room):
     room = live_room
     channel, _ = room.start("sev2 Charger overheats")
-    from tests.test_slack import button
     room.send.click(button(room.standing(channel, "roster")[1], "role.claim", "social"), "U2", channel)
     posted(room, "<@U2> now holds")
     room.settle(3.5)
