@@ -72,7 +72,9 @@ class Clocks:
             at = deadline.due_at - offset
             if at > now:
                 s.add(Reminder(deadline_id=deadline.id, incident_id=incident.id, kind="remind", due_at=at))
-        s.add(Reminder(deadline_id=deadline.id, incident_id=incident.id, kind="escalate", due_at=deadline.due_at))
+        # A due time moved into the past (a raised severity) escalates now, not "late".
+        s.add(Reminder(deadline_id=deadline.id, incident_id=incident.id, kind="escalate",
+                       due_at=max(deadline.due_at, now)))
 
     def _start_clocks(self, s: Session, incident: Incident) -> None:
         for kind in LIVE:
@@ -108,7 +110,8 @@ class Clocks:
             if rule is None:
                 self._close(s, incident, deadline, "cancelled", None)
                 continue
-            deadline.due_at = deadline.starts_at + self._length(rule, deadline.kind)
+            deadline.due_at = deadline.starts_at + self._length(rule, deadline.kind) + timedelta(
+                seconds=deadline.snooze_seconds or 0)
             self._schedule(s, incident, deadline, rule)
         for kind in LIVE:  # a deadline this severity has and the old one had not
             if self._rule(incident.severity, kind) and not any(d.kind == kind for d in incident.deadlines):
@@ -140,6 +143,7 @@ class Clocks:
             before = deadline.due_at
             deadline.due_at = before + length
             deadline.snoozed_by, deadline.snooze_reason = user, reason[:500]
+            deadline.snooze_seconds = int(length.total_seconds())
             self._schedule(s, incident, deadline, self._rule(incident.severity, kind) or DeadlineRule())
             self._event(s, incident, user, "deadline.snoozed", kind=kind, previous=before.isoformat(),
                         due=deadline.due_at.isoformat(), reason=reason)
@@ -155,6 +159,8 @@ class Clocks:
             raise Refusal("update_too_long", limit=1500)
         with self.db.transaction() as s:
             incident = self._load_live(s, incident_id)
+            if not incident.roles_of(user):
+                raise Refusal("not_permitted_update")
             now = self.clock()
             next_due = parse_next(next_at, now) if next_at and next_at.strip() else None
             self._event(s, incident, user, "status.update", known=known, doing=doing,
@@ -198,38 +204,54 @@ class Clocks:
     def fire(self, reminder_id: int, worker: str):
         """What a claimed reminder posts; None when its deadline was met, moved or cancelled meanwhile."""
         with self.db.transaction() as s:
-            reminder = s.get(Reminder, reminder_id, with_for_update=True)
+            incident_id = s.scalar(select(Reminder.incident_id).where(Reminder.id == reminder_id))
+            if incident_id is None:
+                return None
+            # The incident first, then the reminder: the order every action takes, so no deadlock.
+            incident = self._load(s, incident_id)
+            reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
             if reminder is None or reminder.state != "pending" or reminder.claimed_by != worker:
                 return None
             deadline = s.get(Deadline, reminder.deadline_id)
-            incident = self._load(s, reminder.incident_id)
-            if deadline.state != "open" or (reminder.kind == "escalate" and reminder.due_at != deadline.due_at):
-                reminder.state = "cancelled"
-                return None
             now = self.clock()
             late = now - reminder.due_at > LATE_AFTER
             rule = self._rule(incident.severity, deadline.kind)
             lang = incident.language
+            escalation = self._escalation(rule)
+            if reminder.kind == "escalate" and deadline.state == "missed" and reminder.due_at >= deadline.due_at:
+                # Marked missed by an earlier attempt whose post failed: send it, do not repeat the rest.
+                return self._escalation_outcome(incident, deadline, escalation, late), self._alerts(
+                    incident, deadline, escalation)
+            stale = reminder.kind == "remind" and deadline.due_at <= now  # its escalation says it all
+            moved = reminder.kind == "escalate" and reminder.due_at != max(deadline.due_at, reminder.due_at)
+            if deadline.state != "open" or stale or moved:
+                reminder.state = "cancelled"
+                return None
             if reminder.kind == "remind":
                 owners = (rule.owners if rule and rule.owners else DEFAULT_OWNERS[deadline.kind])
                 text = self.say("reminder", lang, kind=deadline.kind, due=deadline.due_at,
                                 left=max(deadline.due_at - now, timedelta(0)), late=late,
                                 people=self._people(incident, owners))
                 return self._outcome(incident, notices=[text]), []
-            escalation = self._escalation(rule)
             self._close(s, incident, deadline, "missed", None, keep=reminder.id)  # this one is being sent
             self._event(s, incident, "crisisbot", "deadline.missed", kind=deadline.kind,
                         due=deadline.due_at.isoformat(), late=late)
-            people = self._people(incident, escalation.roles)
-            text = self.say("escalation", lang, kind=deadline.kind, due=deadline.due_at, late=late, people=people)
-            alerts = []
-            if escalation.channel:
-                alerts.append(Alert(escalation.channel, self.say(
-                    "escalation_alert", lang, kind=deadline.kind, due=deadline.due_at, ref=incident.ref,
-                    title=incident.title, channel=self._channel(incident), people=people)))
             if deadline.kind == "update":  # the cadence goes on: the next update is due from now
                 self._open_deadline(s, incident, "update", now)
-            return self._outcome(incident, notices=[text], updates=[self.views.header(incident)]), alerts
+            return self._escalation_outcome(incident, deadline, escalation, late), self._alerts(
+                incident, deadline, escalation)
+
+    def _escalation_outcome(self, incident: Incident, deadline: Deadline, escalation: Escalation, late: bool):
+        text = self.say("escalation", incident.language, kind=deadline.kind, due=deadline.due_at, late=late,
+                        people=self._people(incident, escalation.roles))
+        return self._outcome(incident, notices=[text], updates=[self.views.header(incident)])
+
+    def _alerts(self, incident: Incident, deadline: Deadline, escalation: Escalation) -> list[Alert]:
+        if not escalation.channel:
+            return []
+        return [Alert(escalation.channel, self.say(
+            "escalation_alert", incident.language, kind=deadline.kind, due=deadline.due_at, ref=incident.ref,
+            title=incident.title, channel=self._channel(incident), people=self._people(incident, escalation.roles)))]
 
     def mark_sent(self, reminder_id: int) -> None:
         with self.db.transaction() as s:
@@ -260,7 +282,7 @@ class Clocks:
 
 def parse_next(text: str, now: datetime) -> datetime:
     """'30m', '2h' from now, or a clock time like '15:30' (UTC; tomorrow if already past)."""
-    text = text.strip()
+    text = text.strip().removesuffix("UTC").removesuffix("utc").strip()
     match = _CLOCK_TIME.match(text)
     if match:
         at = now.replace(hour=int(match.group(1)), minute=int(match.group(2)), second=0, microsecond=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -224,6 +224,7 @@ class Deadline(Base):
     closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     snoozed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     snooze_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    snooze_seconds: Mapped[int] = mapped_column(Integer, default=0)  # kept when a severity change recalculates
 
 
 class Reminder(Base):
@@ -235,12 +236,15 @@ class Reminder(Base):
     """
 
     __tablename__ = "reminders"
+    # The scheduler's two questions (what is due, when is the next) read these in order.
+    __table_args__ = (Index("ix_reminders_pending_due", "state", "due_at"),
+                      Index("ix_reminders_pending_lease", "state", "lease_until"))
     id: Mapped[int] = mapped_column(primary_key=True)
     deadline_id: Mapped[int] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(10))  # remind, escalate
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # pending, sent, cancelled
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, cancelled
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -21,7 +21,7 @@ from bot.core import Core, Outcome
 
 log = logging.getLogger(__name__)
 Deliver = Callable[[Outcome, list[Alert]], Awaitable[None]]
-TICK_SECONDS = 10
+TICK_SECONDS = 60  # only for rows another process made; this process wakes exactly for its own
 RETRY = timedelta(seconds=30)
 
 
@@ -61,8 +61,10 @@ class ReminderRunner:
         # Measured on the core's clock (tests drive it), slept on the wall clock.
         delay = max(due - self.core.clock(), timedelta(0))
         when = max(datetime.now(UTC) + delay, self._not_before)
+        # More than one instance: a wake planned while this run finishes must not be skipped
+        # (the lock runs them one after the other).
         self.scheduler.add_job(self.run_due, "date", run_date=when, id="wake", replace_existing=True,
-                               misfire_grace_time=None)
+                               misfire_grace_time=None, max_instances=3)
 
     async def run_due(self) -> int:
         """Send everything due now; returns how many went out."""
@@ -87,7 +89,9 @@ class ReminderRunner:
                     await asyncio.to_thread(self.core.mark_sent, reminder_id)
                     sent += 1
         if not claimed:
-            # Woken for nothing (another process took the rows): never spin, look again shortly.
-            self._not_before = datetime.now(UTC) + timedelta(seconds=1)
+            due = await asyncio.to_thread(self.core.next_due)
+            if due is not None and due <= self.core.clock():
+                # Due but held by another process's lease: never spin, look again shortly.
+                self._not_before = datetime.now(UTC) + timedelta(seconds=1)
         await self._plan()
         return sent

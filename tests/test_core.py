@@ -156,7 +156,7 @@ def test_opened_invites_posts_the_standing_messages_and_announces(core, db, play
     header = block_text(out.updates[0])
     assert "CRISIS-1: Charger overheats" in header and "*Lead:* <@U1>" in header
     # sev1: the team has 15 minutes to acknowledge internally, the first of its response-time clocks.
-    assert "0 of 24 done" in header and "Next deadline: internal acknowledgement at 02:15 UTC" in header
+    assert "0 of 24 done" in header and "Next deadline: internal acknowledgement at 2026-11-22 02:15 UTC" in header
     assert "*Legal* (required): _open_" in block_text(out.updates[1])
     assess = out.updates[2]
     assert assess.blocks[0].text == "*Identify and assess*: 0/5"
@@ -185,7 +185,7 @@ def test_claim_a_free_role_and_a_held_one_is_refused(core):
     assert out.notices == ["<@U2> now holds *Legal*."]
     # The first person to join besides the reporter acknowledges the incident: the header moves on.
     assert [m.key for m in out.updates] == ["header", "roster"]
-    assert "Next deadline: next status update at 04:00 UTC" in block_text(out.updates[0])
+    assert "Next deadline: next status update at 2026-11-22 04:00 UTC" in block_text(out.updates[0])
     assert "*Legal*: <@U2>" in block_text(out.updates[1])
     assert snapshot(core, incident_id).holders("legal") == ["U2"]
     # Later claims leave the header alone: the acknowledgement is made once.

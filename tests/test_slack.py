@@ -115,7 +115,7 @@ def test_claim_updates_the_roster_in_place(room):
     channel, _ = room.start()  # sev2: acknowledge within 30 min, updates every hour
     ts, roster = room.standing(channel, "roster")
     header_ts, header = room.standing(channel, "header")
-    assert "Next deadline: internal acknowledgement at 02:30 UTC" in texts(header)
+    assert "Next deadline: internal acknowledgement at 2026-11-22 02:30 UTC" in texts(header)
     posts_before = len(room.fake.calls_to("chat.postMessage"))
 
     reply, _ = room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
@@ -124,7 +124,7 @@ def test_claim_updates_the_roster_in_place(room):
     updates = room.fake.wait_for("chat.update", count=2)
     assert {u.params["ts"] for u in updates} == {ts, header_ts}
     assert "<@U2>" in texts(room.messages(channel)[ts])
-    assert "Next deadline: next status update at 03:00 UTC" in texts(room.messages(channel)[header_ts])
+    assert "Next deadline: next status update at 2026-11-22 03:00 UTC" in texts(room.messages(channel)[header_ts])
     room.fake.wait_for("chat.postMessage", count=posts_before + 1)
     new_posts = room.fake.calls_to("chat.postMessage")[posts_before:]
     assert [c.params["text"] for c in new_posts] == ["<@U2> now holds *Legal*."]
@@ -394,3 +394,25 @@ def test_a_failed_update_keeps_the_change_and_is_shown_by_status(room):
     assert "<@U2>" in texts(room.messages(channel)[ts]) and "<@U3>" in texts(room.messages(channel)[ts])
     _, name = room.send.command("status", user="U2", channel=channel)
     assert "could not be updated" not in room.private_answers(name)[0]
+
+
+def test_a_status_update_posts_here_and_in_announcements_and_sets_the_next(room):
+    channel, _ = room.start("sev1 Charger overheats")
+    room.send.command("update", user="U1", channel=channel)
+    form = room.fake.wait_for("views.open")[-1].response["view"]
+    bad = room.send.submit(form, {"known": "Batch 42 affected", "doing": "", "next": "soonish"}, user="U1")
+    assert "not a time for the next update" in bad.json()["errors"]["next"]
+    empty = room.send.submit(form, {"known": " ", "doing": "", "next": ""}, user="U1")
+    assert "needs what we know or what we are doing" in empty.json()["errors"]["known"]
+
+    room.send.submit(form, {"known": "Batch 42 affected", "doing": "Recall prepared", "next": "45m"}, user="U1")
+    update = room.fake.wait_for("chat.postMessage", predicate=lambda c: "Status update on CRISIS-1" in
+                                c.params.get("text", ""))[0]
+    assert update.params["channel"] == channel
+    assert "*What we know:* Batch 42 affected" in update.params["text"] and "*Next update:* 02:45 UTC" in \
+        update.params["text"]
+    announced = room.fake.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] ==
+                                   "#crisis-announcements" and "update by <@U1>" in c.params.get("text", ""))
+    assert "Batch 42 affected" in announced[0].params["text"]
+    room.settle()
+    assert "2026-11-22 02:15 UTC" in texts(room.standing(channel, "header")[1])  # acknowledgement still next

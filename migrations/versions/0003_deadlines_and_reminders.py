@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('closed_by', sa.String(length=64), nullable=True),
     sa.Column('snoozed_by', sa.String(length=64), nullable=True),
     sa.Column('snooze_reason', sa.Text(), nullable=True),
+    sa.Column('snooze_seconds', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -49,17 +50,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('reminders', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reminders_deadline_id'), ['deadline_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_reminders_due_at'), ['due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_reminders_incident_id'), ['incident_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_reminders_state'), ['state'], unique=False)
+        batch_op.create_index('ix_reminders_pending_due', ['state', 'due_at'], unique=False)
+        batch_op.create_index('ix_reminders_pending_lease', ['state', 'lease_until'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('reminders', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_reminders_state'))
+        batch_op.drop_index('ix_reminders_pending_lease')
+        batch_op.drop_index('ix_reminders_pending_due')
         batch_op.drop_index(batch_op.f('ix_reminders_incident_id'))
-        batch_op.drop_index(batch_op.f('ix_reminders_due_at'))
         batch_op.drop_index(batch_op.f('ix_reminders_deadline_id'))
 
     op.drop_table('reminders')
