@@ -294,3 +294,22 @@ def test_db_upgrade_creates_the_schema_and_can_run_again(tmp_path, monkeypatch, 
         assert TABLES <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_the_console_reminds_escalates_and_takes_status_updates_and_snoozes(core, clock):
+    session = Session(core)
+    session.run(
+        "/crisis start sev1 hacked-account Our account posts spam",
+        lambda _: (clock.advance(minutes=6), "/crisis status")[1],   # 02:06: the 10-minutes-before reminder is due
+        "/crisis snooze acknowledge 30m Waiting for the agency",
+        "/crisis snooze acknowledge 30m Again",
+        "/crisis update", "Spam came from a leaked password", "Password reset, posts removed", "45m",
+        lambda _: (clock.advance(minutes=40), "/crisis status")[1],  # 02:46: the acknowledgement (02:45) was missed
+    )
+    text = session.text
+    # Due reminders print before the next line is handled, as they would while the user typed.
+    assert "⏰ The internal acknowledgement is due at 02:15 UTC, in 9 min. @alice\n> /crisis status" in text
+    assert "💤 @alice moved the internal acknowledgement to 2026-11-22 02:45 UTC: Waiting for the agency" in text
+    assert "was already snoozed once" in text
+    assert "📢 Status update on CRISIS-1 by @alice" in text and "Next update: 02:51 UTC" in text
+    assert "🚨 Missed: the internal acknowledgement was due at 02:45 UTC. @alice" in text
