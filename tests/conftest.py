@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import hypothesis  # noqa: F401
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -14,6 +15,9 @@ from bot.core import Core
 from bot.db import Database, normalize_url
 from bot.playbook import Team
 
+# hypothesis is imported above, before any test starts a server thread: its plugin would otherwise
+# import it at the end of a run while daemon threads still run, and CPython 3.11.7's compiler can
+# then fail with "AST constructor recursion depth mismatch".
 START = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
