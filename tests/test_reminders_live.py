@@ -20,7 +20,7 @@ from handlers.slack.app import SlackBot
 from handlers.slack.server import web_app
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SECRET, ServedApp
-from tests.test_slack import USERS, Room, button, texts
+from tests.test_slack import Room, button, slack_room, texts
 
 SECONDS = timedelta(seconds=1)
 
@@ -34,14 +34,8 @@ def quick(playbook, channel: str | None = "crisis-announcements"):
 
 @pytest.fixture
 def live_room(db, playbook):
-    core = Core(db, quick(playbook), clock=system_clock)
-    fake = FakeSlack().start()
-    for user in USERS:
-        fake.add_user(user)
-    served = ServedApp(web_app(SlackBot(core, "xoxb-test", SECRET, base_url=fake.url))).start()
-    yield Room(core, fake, served)
-    served.stop()
-    fake.stop()
+    with slack_room(Core(db, quick(playbook), clock=system_clock)) as the_room:
+        yield the_room
 
 
 def posted(room: Room, fragment: str, timeout: float = 8.0) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,16 +50,24 @@ class Room:
         time.sleep(seconds)
 
 
+@contextmanager
+def slack_room(core, users=USERS):
+    """A fake Slack with these users, and our app served against it."""
+    fake = FakeSlack().start()
+    for user in users:
+        fake.add_user(user)
+    served = ServedApp(web_app(SlackBot(core, "xoxb-test", SECRET, base_url=fake.url))).start()
+    try:
+        yield Room(core, fake, served)
+    finally:
+        served.stop()
+        fake.stop()
+
+
 @pytest.fixture
 def room(core):
-    fake = FakeSlack().start()
-    for user in USERS:
-        fake.add_user(user)
-    bot = SlackBot(core, "xoxb-test", SECRET, base_url=fake.url)
-    served = ServedApp(web_app(bot)).start()
-    yield Room(core, fake, served)
-    served.stop()
-    fake.stop()
+    with slack_room(core) as the_room:
+        yield the_room
 
 
 def button(message: dict, action_prefix: str, value: str) -> str:

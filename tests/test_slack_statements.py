@@ -8,11 +8,7 @@ import json
 import pytest
 
 from bot.playbook import ApprovalPolicy, ApprovalStep, StatementTemplate, Variable
-from handlers.slack.app import SlackBot
-from handlers.slack.server import web_app
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_requests import SECRET, ServedApp
-from tests.test_slack import USERS, Room, button, texts
+from tests.test_slack import USERS, Room, button, slack_room, texts
 
 HOLDING = StatementTemplate(
     key="holding", title={"en": "Holding statement", "de": "Erste Stellungnahme"}, purpose="holding",
@@ -37,13 +33,8 @@ def playbook(playbook):
 
 @pytest.fixture
 def room(core):
-    fake = FakeSlack().start()
-    for user in (*USERS, "U4"):
-        fake.add_user(user)
-    served = ServedApp(web_app(SlackBot(core, "xoxb-test", SECRET, base_url=fake.url))).start()
-    yield Room(core, fake, served)
-    served.stop()
-    fake.stop()
+    with slack_room(core, (*USERS, "U4")) as the_room:
+        yield the_room
 
 
 def said(room: Room, fragment: str, count: int = 1) -> list:

@@ -202,12 +202,7 @@ class SlackBot:
             await self.client.views_open(trigger_id=body["trigger_id"], view=start_modal(self.core, meta))
 
     async def ack_start_submit(self, ack, view):
-        errors = self._check_start_fields(modal_values(view))
-        if errors:
-            log.info("start form refused: %s", ", ".join(errors))
-            await ack(response_action="errors", errors=errors)
-        else:
-            await ack()
+        await _ack_form(ack, self._check_start_fields(modal_values(view)))
 
     async def work_start_submit(self, body, view):
         await _after_response()
@@ -363,10 +358,7 @@ class SlackBot:
 
     async def ack_reason(self, ack, view):
         reason = (drafts.field_values(view).get("reason") or "").strip()
-        if not reason:
-            await ack(response_action="errors", errors={"reason": self.core.say("reason_missing")[:150]})
-        else:
-            await ack()
+        await _ack_form(ack, {} if reason else {"reason": self.core.say("reason_missing")})
 
     async def work_reason(self, body, view):
         await _after_response()
@@ -388,10 +380,7 @@ class SlackBot:
         return bool(link) and not link.startswith(("https://", "http://"))
 
     async def ack_publish(self, ack, view):
-        if self._bad_link(view):
-            await ack(response_action="errors", errors={"link": self.core.say("published_link_invalid")[:150]})
-        else:
-            await ack()
+        await _ack_form(ack, {"link": self.core.say("published_link_invalid")} if self._bad_link(view) else {})
 
     async def work_publish(self, body, view):
         await _after_response()
@@ -413,11 +402,7 @@ class SlackBot:
         return {}
 
     async def ack_update(self, ack, view):
-        errors = self._update_errors(view)
-        if errors:
-            await ack(response_action="errors", errors=errors)
-        else:
-            await ack()
+        await _ack_form(ack, self._update_errors(view))
 
     async def work_update(self, body, view):
         await _after_response()
@@ -479,6 +464,15 @@ def _statement_ref(value: str) -> tuple[int, int]:
     if not (number.isdigit() and version.isdigit()):
         raise Refusal("malformed_request")
     return int(number), int(version)
+
+
+async def _ack_form(ack, errors: dict[str, str]) -> None:
+    """Close a submitted form, or keep it open with an error under each field that needs one."""
+    if errors:
+        log.info("form refused: %s", ", ".join(errors))
+        await ack(response_action="errors", errors={block: text[:150] for block, text in errors.items()})
+    else:
+        await ack()
 
 
 async def _just_ack(ack) -> None:
