@@ -99,7 +99,7 @@ class Clocks:
         self._close(s, incident, deadline, "met", user)
         self._event(s, incident, user, "deadline.met", kind=kind, due=deadline.due_at.isoformat(), by=by,
                     early_by_seconds=int((deadline.due_at - now).total_seconds()))
-        if kind == "update" and incident.phase not in ("resolved", "closed"):
+        if kind == "update" and incident.live:
             self._open_deadline(s, incident, "update", now, next_due)
         return True
 
@@ -212,6 +212,8 @@ class Clocks:
             reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
             if reminder is None or reminder.state != "pending" or reminder.claimed_by != worker:
                 return None
+            if reminder.kind == "archive":
+                return self.archive_due(s, incident, reminder)
             deadline = s.get(Deadline, reminder.deadline_id)
             now = self.clock()
             late = now - reminder.due_at > LATE_AFTER

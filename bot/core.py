@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import commands, permissions
 from bot.clock import Clock, system_clock
 from bot.clocks import Clocks
+from bot.closing import Closing
 from bot.db import Database
 from bot.drafting import Drafting
 from bot.errors import Refusal
@@ -31,6 +32,7 @@ from bot.models import (
 )
 from bot.naming import channel_name
 from bot.playbook import INCIDENT_PHASES, Playbook
+from bot.summary import Summary
 from bot.texts import Texts, channel_link, mention
 from bot.views import Views
 
@@ -49,6 +51,7 @@ class Outcome:
     topic: str | None = None
     announcement: str | None = None                     # for the announcement channel
     invite: list[str] = field(default_factory=list)
+    archive: bool = False                               # archive the incident channel after posting
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Opening:
         return channel_name(self.created_at.date(), self.number, self.title, attempt)
 
 
-class Core(Drafting, Clocks):
+class Core(Drafting, Clocks, Closing):
     def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
                  clock: Clock = system_clock, texts: Texts | None = None):
         self.db = db
@@ -75,6 +78,7 @@ class Core(Drafting, Clocks):
         self.clock = clock
         self.texts = texts or Texts()
         self.views = Views(playbook, self.texts)
+        self.summary = Summary(self.views)
 
     # -- texts ---------------------------------------------------------------------------
 
@@ -334,7 +338,7 @@ class Core(Drafting, Clocks):
     def resolve(self, incident_id: int, user: str) -> Outcome:
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
-            if incident.phase == "resolved":
+            if not incident.live:
                 return self._outcome(incident, private=self.say("already_resolved", incident.language,
                                                                 ref=incident.ref))
             self._require_lead(incident, user, "resolve")
@@ -364,6 +368,10 @@ class Core(Drafting, Clocks):
             return self.set_phase(incident_id, user, command.phase)
         if command.name == "resolve":
             return self.resolve(incident_id, user)
+        if command.name == "close":
+            return self.close(incident_id, user)
+        if command.name == "archive":
+            return self.archive(incident_id, user)
         if command.name == "snooze":
             return self.snooze(incident_id, user, command.deadline, command.length, command.text)
         if command.name == "draft" and command.template == "free" and command.text:
@@ -391,7 +399,7 @@ class Core(Drafting, Clocks):
 
     def standing_messages(self, incident_id: int) -> list[Message]:
         with self.db.transaction() as s:
-            return self.views.standing(self._load(s, incident_id))
+            return self._standing(s, self._load(s, incident_id))
 
     def timeline(self, incident_id: int) -> list[TimelineEvent]:
         with self.db.transaction() as s:
@@ -438,7 +446,7 @@ class Core(Drafting, Clocks):
 
     def _load_live(self, s: Session, incident_id: int) -> Incident:
         incident = self._load(s, incident_id)
-        if incident.phase in ("resolved", "closed"):
+        if not incident.live:
             raise Refusal("incident_resolved", ref=incident.ref)
         return incident
 

@@ -63,6 +63,7 @@ class Message:
     key: str | None        # stable within the incident ("header", "roster", "checklist:assess"); None = post once
     text: str              # the notification / fallback line
     blocks: tuple[Block, ...] = field(default_factory=tuple)
+    place: str = "incident"  # or "announcement": the team's announcement channel
 
     def fingerprint(self) -> str:
         """Changes exactly when what a person sees changes; an unchanged message is not re-sent."""

@@ -60,6 +60,9 @@ class Incident(Base):
     request_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     assignments: Mapped[list[RoleAssignment]] = relationship(
         back_populates="incident", order_by="RoleAssignment.id", cascade="all, delete-orphan"
@@ -75,10 +78,16 @@ class Incident(Base):
     )
     statements: Mapped[list[Statement]] = relationship(order_by="Statement.number", cascade="all, delete-orphan")
     deadlines: Mapped[list[Deadline]] = relationship(order_by="Deadline.id", cascade="all, delete-orphan")
+    lessons: Mapped[list[Lesson]] = relationship(order_by="Lesson.id", cascade="all, delete-orphan")
 
     @property
     def ref(self) -> str:
         return f"CRISIS-{self.number}"
+
+    @property
+    def live(self) -> bool:
+        """Still being handled: buttons work and the clocks run."""
+        return self.phase not in ("resolved", "closed")
 
     def holders(self, role: str) -> list[str]:
         return [a.user_id for a in self.assignments if a.role == role and a.ended_at is None]
@@ -240,12 +249,27 @@ class Reminder(Base):
     __table_args__ = (Index("ix_reminders_pending_due", "state", "due_at"),
                       Index("ix_reminders_pending_lease", "state", "lease_until"))
     id: Mapped[int] = mapped_column(primary_key=True)
-    deadline_id: Mapped[int] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True)
+    # None for a job of the incident itself (archive the channel), not of a deadline
+    deadline_id: Mapped[int | None] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True,
+                                                    nullable=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(10))  # remind, escalate
+    kind: Mapped[str] = mapped_column(String(10))  # remind, escalate, archive
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, cancelled
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     late: Mapped[bool] = mapped_column(default=False)
+
+
+class Lesson(Base):
+    """What the team learned, added after close: what went well, what to improve, an action item."""
+
+    __tablename__ = "lessons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # well, improve, action
+    text: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # action items have one
+    author_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -87,6 +87,11 @@ class Team(_Model):
     announcement_channel: str | None = None
 
 
+class Closing(_Model):
+    # The channel is archived this long after /crisis close; none: only by the Archive button.
+    archive_after: Duration | None = None
+
+
 DEADLINE_KINDS = ("acknowledge", "first_statement", "update", "review")
 # Who is reminded of a deadline unless the playbook names other roles.
 DEFAULT_OWNERS = {"acknowledge": ["lead"], "first_statement": ["comms", "social"], "update": ["comms"],
@@ -181,6 +186,7 @@ class Playbook(_Model):
     checklist: list[Step] = Field(min_length=1)
     team: Team = Team()
     deadlines: Deadlines = Deadlines()
+    closing: Closing = Closing()
     approval_policies: dict[Key, ApprovalPolicy] = {}
     statements: list[StatementTemplate] = Field(default=[], max_length=100)
     # A statement written freely, without a template, needs this (the strictest) policy.

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.playbook import LANGUAGES
 
-TEXT_FILES = ("strings", "errors", "help")
+TEXT_FILES = ("strings", "errors", "help", "retro")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _CROWD = re.compile(r"@(everyone|here|channel)\b", re.IGNORECASE)
 

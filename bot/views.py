@@ -86,12 +86,12 @@ class Views:
                 holder=mention(holders[0]) if holders else None,
                 responsibilities=self.loc(incident, role.responsibilities),
             )
-            claim = None if holders or incident.phase == "resolved" else Button(
+            claim = None if holders or not incident.live else Button(
                 "role.claim", self.t(incident, "btn_claim"), role.key, "primary")
             blocks.append(Section(text, claim))
             pickers.append(UserPicker(
                 "role.assign", self.t(incident, "pick_assign", role=self.loc(incident, role.name)), role.key))
-        if incident.phase != "resolved":
+        if incident.live:
             blocks.append(Actions(tuple(pickers)))
         return Message("roster", title, tuple(blocks))
 
@@ -104,7 +104,7 @@ class Views:
         done = sum(1 for i in items if i.state != "open")
         title = self.t(incident, "step_title", name=self.loc(incident, step.name), done=done, total=len(items))
         blocks: list = [Section(title)]
-        live = incident.phase != "resolved"
+        live = incident.live
         for item in items:
             blocks.extend(self._item_blocks(incident, item, live))
         return Message(f"checklist:{step_key}", title, tuple(blocks))
@@ -152,7 +152,7 @@ class Views:
                                          at=statement.published_at)))
         value = f"{statement.number}.{version.number}"
         buttons: tuple = ()
-        if incident.phase not in ("resolved", "closed"):
+        if incident.live:
             if statement.state == "draft":
                 buttons = (Button("stmt.approve", self.t(incident, "btn_approve"), value, "primary"),
                            Button("stmt.changes", self.t(incident, "btn_changes"), value),

@@ -1,4 +1,4 @@
-"""The `crisisbot` command: console, slack, db upgrade, playbook check."""
+"""The `crisisbot` command: console, slack, export, db upgrade, playbook check."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     slack.add_argument("--port", type=int, help="HTTP port (default: $PORT, else 3000)")
     slack.add_argument("--host", default="0.0.0.0")
     slack.add_argument("--socket-mode", action="store_true", help="connect with SLACK_APP_TOKEN instead")
+    export = sub.add_parser("export", help="write an incident's retrospective with its whole timeline")
+    export.add_argument("ref", help="the incident, e.g. CRISIS-3")
+    export.add_argument("--format", choices=["md", "json"], default="md")
+    export.add_argument("--workspace", help="the workspace, when several have an incident with this number")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     pb = sub.add_parser("playbook", help="playbook tools")
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     pb.add_argument("path")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING if args.command == "console" else logging.INFO,
+    logging.basicConfig(level=logging.WARNING if args.command in ("console", "export") else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         if args.command == "playbook":
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "console":
             return run_console(settings, args.user)
+        if args.command == "export":
+            return run_export(settings, args.ref, args.format, args.workspace, args.output)
         return run_slack(settings, args.port, args.host, args.socket_mode)
     except StartupError as exc:
         # One unwrapped paragraph: paths and commands in it stay whole for copying.
@@ -135,6 +142,26 @@ def run_console(settings: Settings, user: str | None) -> int:
         return console.run()
     finally:
         scheduler.shutdown(wait=False)
+
+
+def run_export(settings: Settings, ref: str, form: str, workspace: str | None, output: str | None) -> int:
+    from bot.errors import Refusal
+    from bot.export import to_json, to_markdown
+
+    core = _core(settings)
+    try:
+        incident_id, _ = core.find_incident(ref, workspace)
+    except Refusal as refusal:
+        print(core.explain(refusal), file=sys.stderr)
+        return 1
+    retro = core.retrospective(incident_id)
+    text = to_json(retro) if form == "json" else to_markdown(retro, core.playbook)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"Wrote {retro.ref} to {output}.", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def run_slack(settings: Settings, port: int | None, host: str, socket_mode: bool) -> int:

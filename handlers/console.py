@@ -12,12 +12,15 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from bot import commands
 from bot.core import Core, Outcome
 from bot.drafting import FREE
 from bot.errors import Refusal
+from bot.export import filename as export_filename
+from bot.export import to_markdown
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
 from bot.texts import Trusted
 
@@ -27,7 +30,8 @@ HOME = "general"
 _EMOJI = {":rotating_light:": "🚨", ":white_check_mark:": "✅", ":white_square:": "☐", ":fast_forward:": "⏭",
           ":arrow_up:": "↑", ":arrow_down:": "↓", ":warning:": "⚠", ":memo:": "📝", ":hourglass_flowing_sand:": "⏳",
           ":no_entry:": "⛔", ":leftwards_arrow_with_hook:": "↩", ":mega:": "📣", ":pencil2:": "✏",
-          ":zzz:": "💤", ":loudspeaker:": "📢", ":alarm_clock:": "⏰"}
+          ":zzz:": "💤", ":loudspeaker:": "📢", ":alarm_clock:": "⏰",
+          ":file_cabinet:": "🗄", ":page_facing_up:": "📄"}
 _MENTION = re.compile(r"<([@#])([^>|]+)(?:\|[^>]*)?>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _ITALIC = re.compile(r"(?<!\w)_([^_\n]+)_(?!\w)")
@@ -151,6 +155,8 @@ class Console:
             self.draft_form(incident_id, command.template)
         elif command.name == "status":
             self.private(core.status(incident_id))
+        elif command.name == "export":
+            self.export(incident_id)
         elif command.name == "roles":
             self.show(core.roster(incident_id), incident_id, private=True)
         else:
@@ -212,6 +218,15 @@ class Console:
             self.apply(core.claim_role(incident_id, self.user, element.value))
         elif element.action.startswith("stmt."):
             self.statement_button(incident_id, element.action.removeprefix("stmt."), element.value)
+        elif element.action.startswith("lesson."):
+            kind = element.action.removeprefix("lesson.")
+            text = self.ask("console_prompt_lesson", kind=kind)
+            owner = _name(self.ask("console_prompt_owner")) if kind == "action" else None
+            self.apply(core.add_lesson(incident_id, self.user, kind, text, owner))
+        elif element.action == "retro.export":
+            self.export(incident_id)
+        elif element.action == "retro.archive":
+            self.apply(core.archive(incident_id, self.user))
         else:
             self.apply(core.set_item(incident_id, self.user, element.value, element.action))
 
@@ -231,6 +246,13 @@ class Console:
             where = self.ask("console_prompt_where")
             link = self.ask("console_prompt_link")
             self.apply(core.publish(incident_id, self.user, number, version, where, link))
+
+    def export(self, incident_id: int) -> None:
+        """The console's file upload: the Markdown retrospective in the current directory."""
+        retro = self.core.retrospective(incident_id)
+        path = Path(export_filename(retro, "md"))
+        path.write_text(to_markdown(retro, self.core.playbook), encoding="utf-8")
+        self.private(self.t("console_export_written", path=str(path.resolve())))
 
     # -- reminders ---------------------------------------------------------------------------
 
@@ -268,6 +290,11 @@ class Console:
                 row = posted.get(message.key)
                 if row is not None and row.fingerprint == fingerprint:
                     continue
+                if message.place == "announcement":
+                    channel = self.core.playbook.team.announcement_channel
+                    if not channel:
+                        continue
+                    self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}]")
                 self.show(message, outcome.incident_id, updated=row is not None)
                 self.core.record_post(outcome.incident_id, PLATFORM, message.key, outcome.channel_id,
                                       message.key, fingerprint)
@@ -277,6 +304,8 @@ class Console:
         if outcome.announcement and channel:
             self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}] "
                      f"{to_terminal(outcome.announcement)}")
+        if outcome.archive:  # the console's channels live in its database: nothing else to archive
+            self.say(f"  ({self.t('console_archived', channel=outcome.channel_id)})")
 
     def private(self, text: str) -> None:
         self.say(f"[{self.t('console_private')}] {to_terminal(text)}")

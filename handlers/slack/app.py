@@ -25,17 +25,22 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import commands
 from bot.clocks import parse_next
+from bot.closing import MAX_LESSON
 from bot.commands import Command
 from bot.core import Core, Opening
 from bot.drafting import FREE
 from bot.errors import Refusal
+from bot.export import filename as export_filename
+from bot.export import to_markdown
 from handlers.slack import drafts
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
 from handlers.slack.publish import Publisher, slack_error
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
-ACTIONS = r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish))\|"
+MAX_NAMED = 50  # people looked up by name for an export; the rest are shown by id
+ACTIONS = (r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish)"
+           r"|lesson\.(well|improve|action)|retro\.(export|archive))\|")
 
 
 def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
@@ -67,6 +72,7 @@ class SlackBot:
         self.app.view(drafts.EDIT)(ack=_just_ack, lazy=[self.work_edit])
         self.app.view(drafts.PUBLISH)(ack=self.ack_publish, lazy=[self.work_publish])
         self.app.view(drafts.UPDATE)(ack=self.ack_update, lazy=[self.work_update])
+        self.app.view(drafts.LESSON)(ack=self.ack_lesson, lazy=[self.work_lesson])
         self.app.error(self.on_error)
 
     # -- the private answer ----------------------------------------------------------------
@@ -152,6 +158,9 @@ class SlackBot:
             return
         if command.name == "status":
             await self._tell(respond, await asyncio.to_thread(core.status, incident_id))
+            return
+        if command.name == "export":
+            await self.export(incident_id, body.get("channel_id"), respond)
             return
         if command.name == "roles":
             message = await asyncio.to_thread(core.roster, incident_id)
@@ -274,6 +283,16 @@ class SlackBot:
                 outcome = await self.statement_button(name, incident_id, user, value, body)
                 if outcome is None:
                     return
+            elif name.startswith("lesson."):
+                meta = {"incident": incident_id, "ephemeral_in": (body.get("channel") or {}).get("id")}
+                view = drafts.lesson_view(core, name.removeprefix("lesson."), meta)
+                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+                return
+            elif name == "retro.export":
+                await self.export(incident_id, (body.get("channel") or {}).get("id"), respond)
+                return
+            elif name == "retro.archive":
+                outcome = await asyncio.to_thread(core.archive, incident_id, user)
             else:
                 outcome = await asyncio.to_thread(core.set_item, incident_id, user, value, name)
             if outcome.private:
@@ -429,6 +448,71 @@ class SlackBot:
             if outcome.private:
                 await reply(outcome.private)
             await self.publisher.apply(outcome)
+
+    # -- the end: lessons and the export ----------------------------------------------------
+
+    def _lesson_errors(self, view: dict) -> dict[str, str]:
+        fields, kind = drafts.field_values(view), _json(view.get("private_metadata")).get("kind")
+        text = " ".join((fields.get("text") or "").split())
+        if not text:
+            return {"text": self.core.say("lesson_empty")}
+        if len(text) > MAX_LESSON:
+            return {"text": self.core.say("lesson_too_long", length=len(text), limit=MAX_LESSON)}
+        if kind == "action" and not drafts.selected_user(view, "owner"):
+            return {"owner": self.core.say("lesson_owner_missing")}
+        return {}
+
+    async def ack_lesson(self, ack, view):
+        await _ack_form(ack, self._lesson_errors(view))
+
+    async def work_lesson(self, body, view):
+        await _after_response()
+        if self._lesson_errors(view):
+            return  # the form showed the errors in the ack
+        meta = _json(view.get("private_metadata"))
+        user = (body.get("user") or {}).get("id")
+        reply = self._private_reply(user, meta)
+        async with self.answering(reply, "lesson"):
+            try:
+                incident = int(meta["incident"])
+            except (KeyError, ValueError, TypeError):
+                raise Refusal("malformed_request") from None
+            outcome = await asyncio.to_thread(
+                self.core.add_lesson, incident, user, meta.get("kind") or "",
+                drafts.field_values(view).get("text") or "", drafts.selected_user(view, "owner"))
+            if outcome.private:
+                await reply(outcome.private)
+            await self.publisher.apply(outcome)
+
+    async def export(self, incident_id: int, channel: str | None, respond) -> None:
+        """Upload the retrospective as Markdown where it was asked for, people named as Slack shows them."""
+        core = self.core
+        retro = await asyncio.to_thread(core.retrospective, incident_id)
+        names = await self._names({p.user for p in retro.participants} | {x.owner for x in retro.lessons if x.owner})
+        text = to_markdown(retro, core.playbook, names)
+        try:
+            await self.client.files_upload_v2(
+                channel=channel, content=text.encode(), filename=export_filename(retro, "md"),
+                title=core.say("retro_title", retro.language, ref=retro.ref, title=retro.title),
+                initial_comment=core.say("export_comment", retro.language, ref=retro.ref))
+        except Exception as exc:
+            log.error("%s: export upload failed: %s", retro.ref, slack_error(exc))
+            await self._tell(respond, core.say("export_failed", retro.language, reason=slack_error(exc)))
+
+    async def _names(self, users: set[str]) -> dict[str, str]:
+        """Display names for the export; a user Slack does not show is named by id."""
+        names = {}
+        for user in sorted(users)[:MAX_NAMED]:
+            try:
+                profile = (await self.client.users_info(user=user))["user"]
+            except Exception as exc:
+                log.info("no name for %s: %s", user, slack_error(exc))
+                continue
+            shown = ((profile.get("profile") or {}).get("display_name") or profile.get("real_name")
+                     or profile.get("name"))
+            if shown:
+                names[user] = shown
+        return names
 
     # -- events and errors -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from handlers.slack.blocks import _mrkdwn, _plain
 PICK, FILL, PREVIEW = "crisis.draft.pick", "crisis.draft.fill", "crisis.draft.preview"
 REASON, EDIT, PUBLISH = "crisis.reason", "crisis.edit", "crisis.publish"
 UPDATE = "crisis.update"
+LESSON = "crisis.lesson"
 MAX_METADATA = 3000
 
 
@@ -99,9 +100,22 @@ def selected(view: dict, block_id: str) -> str | None:
     return (element.get("selected_option") or {}).get("value")
 
 
-
 def update_view(core: Core, meta: dict) -> dict:
     return _modal(core, UPDATE, "modal_update_title", "modal_post",
                   [_input("known", core.say("field_known"), multiline=True, max_length=1500, optional=True),
                    _input("doing", core.say("field_doing"), multiline=True, max_length=1500, optional=True),
                    _input("next", core.say("field_next"), max_length=20, optional=True)], meta)
+
+
+def lesson_view(core: Core, kind: str, meta: dict) -> dict:
+    blocks = [_input("text", core.say("field_lesson", kind=kind), multiline=True, max_length=500)]
+    if kind == "action":
+        blocks.append({"type": "input", "block_id": "owner", "label": _plain(core.say("field_owner"), 2000),
+                       "element": {"type": "users_select", "action_id": "owner"}})
+    return _modal_titled(core, LESSON, core.say("modal_lesson_title", kind=kind), "modal_save", blocks,
+                         {**meta, "kind": kind})
+
+
+def selected_user(view: dict, block_id: str) -> str | None:
+    element = (((view.get("state") or {}).get("values") or {}).get(block_id) or {}).get(block_id) or {}
+    return element.get("selected_user")

@@ -59,7 +59,23 @@ class Publisher:
             await self._call("conversations_setTopic", outcome.ref, channel=channel, topic=outcome.topic)
         if outcome.announcement:
             await self.announce(outcome.announcement, outcome.ref)
+        if outcome.archive:
+            await self.archive(outcome)
         self.after_apply()
+
+    async def archive(self, outcome: Outcome) -> bool:
+        """Archive the incident channel; if Slack refuses, the core reopens it and the channel hears why."""
+        try:
+            await self.client.conversations_archive(channel=outcome.channel_id)
+            return True
+        except Exception as exc:
+            reason = slack_error(exc)
+            if reason == "already_archived":
+                return True
+            log.error("%s: could not archive %s: %s", outcome.ref, outcome.channel_id, reason)
+            reopened = await asyncio.to_thread(self.core.archive_failed, outcome.incident_id, reason)
+            await self.apply(reopened)
+            return False
 
     async def deliver_reminder(self, outcome: Outcome, alerts: list) -> None:
         """A reminder or escalation: the notice must reach the channel, or the row is retried."""
@@ -67,6 +83,8 @@ class Publisher:
             await self.client.chat_postMessage(channel=outcome.channel_id, text=notice)
         if outcome.updates:
             await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates)
+        if outcome.archive:  # a failure is reported in the channel; retrying on a timer would repeat it
+            await self.archive(outcome)
         for alert in alerts:
             await self._call("chat_postMessage", outcome.ref, channel=_by_name(alert.channel), text=alert.text)
 
@@ -83,21 +101,36 @@ class Publisher:
                 if row is not None and row.message_ref and row.fingerprint == fingerprint:
                     continue
                 blocks = to_blocks(message, incident_id)
+                target = channel
+                if message.place == "announcement":
+                    if not self.core.playbook.team.announcement_channel:
+                        continue
+                    target = _by_name(self.core.playbook.team.announcement_channel)
                 try:
                     if row is not None and row.message_ref:
                         await self.client.chat_update(channel=row.channel_id, ts=row.message_ref,
                                                       text=message.text, blocks=blocks)
-                        ref = row.message_ref
+                        ref, target = row.message_ref, row.channel_id
                     else:
-                        response = await self.client.chat_postMessage(channel=channel, text=message.text,
-                                                                      blocks=blocks)
-                        ref = response["ts"]
+                        response = await self._post_message(target, message.text, blocks)
+                        # Slack answers with the channel's id, which chat.update needs (a name will not do).
+                        ref, target = response["ts"], response.get("channel") or target
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
-                                            channel, ref, fingerprint)
+                                            target, ref, fingerprint)
                 except Exception as exc:  # any failure is recorded, never raised into the user's action
                     log.error("incident %s: could not post %s: %s", incident_id, message.key, slack_error(exc))
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
                                             channel, None, None, slack_error(exc))
+
+    async def _post_message(self, channel: str, text: str, blocks: list) -> dict:
+        try:
+            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel" or not channel.startswith("#"):
+                raise
+            # A public announcement channel the bot was never added to: join it once, then post.
+            await self.client.conversations_join(channel=channel)
+            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
 
     async def invite(self, channel: str, users: list[str]) -> None:
         for user in dict.fromkeys(users):
