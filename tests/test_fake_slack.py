@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.slack_api import FakeSlack, validate_blocks
@@ -539,6 +539,163 @@ def test_users_info(fake, client):
     user = client.users_info(user="U1")["user"]
     assert user["id"] == "U1" and user["name"] and user["real_name"] and user["tz"]
     assert error_of(client.users_info, user="UNOPE") == "user_not_found"
+
+
+# -- files (files_upload_v2) -----------------------------------------------------
+
+REPORT = "# Nachbericht\n\nÄrger über die Störung — Grüße an alle Beteiligten.\n"
+
+
+def upload_v2(fake, **kwargs):
+    """files_upload_v2 through the real async client: get URL, POST bytes, complete."""
+
+    async def run():
+        return await AsyncWebClient(base_url=fake.url, token="xoxb-test").files_upload_v2(**kwargs)
+
+    return asyncio.run(run())
+
+
+def post_bytes(url, data):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data)) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_files_upload_v2(fake):
+    cid = fake.add_channel("inc-7")
+    resp = upload_v2(
+        fake,
+        channel=cid,
+        content=REPORT,
+        filename="nachbericht.md",
+        title="Nachbericht",
+        initial_comment="Der Bericht",
+    )
+    size = len(REPORT.encode())
+    file = resp["file"]
+    assert file["id"].startswith("F") and (file["name"], file["title"]) == (
+        "nachbericht.md",
+        "Nachbericht",
+    )
+    assert (file["size"], file["channels"]) == (size, [cid])
+    assert [c.method for c in fake.calls] == [
+        "files.getUploadURLExternal",
+        "files.upload_bytes",
+        "files.completeUploadExternal",
+    ]
+    assert fake.calls[0].params["length"] == str(size)  # slack_sdk sends a query string
+    assert fake.calls[1].params == {"file_id": file["id"], "length": size}
+    assert fake.calls[1].response == {"status": 200, "body": f"OK - {size}"}
+    assert fake.calls[2].params["files"] == [{"id": file["id"], "title": "Nachbericht"}]
+    assert fake.uploaded_files(cid) == [
+        {
+            "channel": cid,
+            "file_id": file["id"],
+            "filename": "nachbericht.md",
+            "title": "Nachbericht",
+            "initial_comment": "Der Bericht",
+            "thread_ts": None,
+            "data": REPORT.encode(),
+            "content": REPORT,
+        }
+    ]
+    assert fake.uploaded_files() == fake.uploaded_files(cid)
+    assert fake.uploaded_files("COTHER") == []
+    # Once completed, the upload URL is gone.
+    url = fake.calls[0].response["upload_url"]
+    assert url.startswith(fake.url.removesuffix("api/") + "upload/")
+    assert post_bytes(url, b"again") == (404, "file_not_found")
+
+
+def test_files_upload_v2_in_thread_title_defaults_to_filename(fake):
+    cid = fake.add_channel("inc-8")
+    upload_v2(fake, channel=cid, content="x", filename="a.txt", thread_ts="1700000000.000100")
+    shared = fake.uploaded_files(cid)[0]
+    assert (shared["title"], shared["thread_ts"], shared["initial_comment"]) == (
+        "a.txt",
+        "1700000000.000100",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "where, error",
+    [
+        ("outside", "not_in_channel"),
+        ("archived", "is_archived"),
+        ("missing", "channel_not_found"),
+    ],
+)
+def test_files_upload_v2_channel_errors(fake, where, error):
+    cid = {
+        "outside": lambda: fake.add_channel("elsewhere", bot_is_member=False),
+        "archived": lambda: fake.add_channel("old"),
+        "missing": lambda: "CNOPE",
+    }[where]()
+    if where == "archived":
+        fake.channels[cid].is_archived = True
+    with pytest.raises(SlackApiError) as exc:
+        upload_v2(fake, channel=cid, content=REPORT, filename="r.md", initial_comment="c")
+    assert exc.value.response["error"] == error
+    assert fake.calls[-1].method == "files.completeUploadExternal"
+    assert fake.uploaded_files() == []
+
+
+def test_files_complete_upload_external_unknown_or_not_uploaded(fake, client):
+    cid = fake.add_channel("inc-9")
+    assert (
+        error_of(
+            client.files_completeUploadExternal,
+            files=[{"id": "FNOPE", "title": "x"}],
+            channel_id=cid,
+        )
+        == "file_not_found"
+    )
+    # A file id that was handed out but never got its bytes is not complete either.
+    file_id = client.files_getUploadURLExternal(filename="r.md", length=3)["file_id"]
+    assert (
+        error_of(client.files_completeUploadExternal, files=[{"id": file_id}], channel_id=cid)
+        == "file_not_found"
+    )
+    assert error_of(client.files_completeUploadExternal, files=[]) == "invalid_arguments"
+    assert fake.uploaded_files() == []
+
+
+def test_files_upload_url_errors(fake, client):
+    assert post_bytes(fake.url.removesuffix("api/") + "upload/FNOPE", b"x") == (
+        404,
+        "file_not_found",
+    )
+    for params in (
+        {"filename": "r.md"},
+        {"length": 3},
+        {"filename": "r.md", "length": 0},
+        {"filename": "r.md", "length": "three"},
+    ):
+        assert (
+            error_of(client.api_call, api_method="files.getUploadURLExternal", params=params)
+            == "invalid_arguments"
+        ), params
+
+
+def test_files_upload_fail_next(fake):
+    cid = fake.add_channel("inc-10")
+    fake.fail_next("files.upload_bytes", "fatal_error")
+    with pytest.raises(SlackRequestError, match="status: 500"):
+        upload_v2(fake, channel=cid, content=REPORT, filename="r.md")
+    fake.fail_next("files.completeUploadExternal", "ratelimited")
+    with pytest.raises(SlackApiError) as exc:
+        upload_v2(fake, channel=cid, content=REPORT, filename="r.md")
+    assert exc.value.response["error"] == "ratelimited"
+    assert [c.error for c in fake.calls_to("files.upload_bytes")] == ["fatal_error", None]
+    assert fake.uploaded_files() == []
+    # The sync client uploads the same way.
+    WebClient(base_url=fake.url, token="xoxb-test").files_upload_v2(
+        channel=cid, content=REPORT, filename="r.md"
+    )
+    assert [f["content"] for f in fake.uploaded_files(cid)] == [REPORT]
 
 
 # -- test helpers: wait_for, fail_next, response_url ---------------------------

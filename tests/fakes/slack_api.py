@@ -19,6 +19,11 @@ the test pushes envelopes and reads the client's acks:
 
 Socket traffic is recorded as calls too: "socket.connect", "socket.send", "socket.ack".
 
+File uploads work the way slack_sdk's files_upload_v2 does them: files.getUploadURLExternal
+hands out an upload_url on the same server, the client POSTs the raw bytes there (recorded
+as "files.upload_bytes"; fail_next works for it too) and files.completeUploadExternal
+shares the file. `uploaded_files()` lists what was shared, with the content.
+
 State changes and call recording happen under one lock, so tests can read
 `calls`, `channels` and `views` from the test thread while the bot runs.
 """
@@ -103,6 +108,10 @@ class FakeSlack:
         self._socket_connections = 0
         self._envelopes: dict[str, tuple[dict, float]] = {}
         self._socket_acks: dict[str, dict] = {}
+        # File uploads: file id -> {"filename", "length", "data" (None until the bytes are
+        # POSTed), "completed"}, and the completed uploads as uploaded_files() returns them.
+        self._uploads: dict[str, dict] = {}
+        self._shared_files: list[dict] = []
         self._methods: dict[str, Callable[[dict], dict]] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -117,6 +126,8 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "views.open": self._views_open,
             "users.info": self._users_info,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # -- lifecycle --------------------------------------------------------
@@ -145,10 +156,12 @@ class FakeSlack:
         return self
 
     async def _serve(self) -> None:
-        app = web.Application()
+        # Uploads may be larger than aiohttp's default 1 MiB request body limit.
+        app = web.Application(client_max_size=64 * 1024**2)
         # slack_sdk's async client really sends GET for some methods (users.info, conversations.info).
         app.router.add_route("*", "/api/{method}", self._http_api)
         app.router.add_post("/response/{name}", self._http_response_url)
+        app.router.add_post("/upload/{file_id}", self._http_upload)
         app.router.add_get("/socket", self._http_socket)
         app.on_shutdown.append(self._close_sockets)
         # Short shutdown timeout: bolt's aiohttp session may hold idle keep-alive connections.
@@ -234,6 +247,16 @@ class FakeSlack:
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         with self._cond:
             self._failures.setdefault(method, []).extend([error] * times)
+
+    def uploaded_files(self, channel: str | None = None) -> list[dict]:
+        """Completed uploads, oldest first, one entry per channel a file was shared to (or
+        one with channel None if it was completed without a channel), only `channel`'s if
+        given: {"channel", "file_id", "filename", "title", "initial_comment", "thread_ts",
+        "data" (the uploaded bytes), "content" (data decoded as UTF-8)}."""
+        with self._cond:
+            return [
+                dict(f) for f in self._shared_files if channel is None or f["channel"] == channel
+            ]
 
     def add_user(self, uid: str, **profile: Any) -> str:
         """Register a user; `profile` overrides users.info fields (real_name, tz, tz_offset, ...)."""
@@ -362,10 +385,40 @@ class FakeSlack:
         resp = self._handle("response_url", params, url_name=request.match_info["name"])
         return web.json_response(resp, status=200 if resp["ok"] else 400)
 
+    async def _http_upload(self, request: web.Request) -> web.Response:
+        """An upload_url from files.getUploadURLExternal. Like files.slack.com it takes the
+        raw bytes (slack_sdk sends them as the body, without a token) or a multipart form
+        with one file, and answers in plain text; recorded as "files.upload_bytes"."""
+        file_id = request.match_info["file_id"]
+        if request.content_type == "multipart/form-data":
+            files = [v for v in (await request.post()).values() if isinstance(v, web.FileField)]
+            data = files[0].file.read() if files else b""
+        else:
+            data = await request.read()
+        with self._cond:
+            upload = self._uploads.get(file_id)
+            if self._failures.get("files.upload_bytes"):
+                error = self._failures["files.upload_bytes"].pop(0)
+                status = 429 if error == "ratelimited" else 500
+            elif upload is None or upload["completed"]:  # completing ends the URL's life
+                error, status = "file_not_found", 404
+            else:
+                upload["data"] = data
+                error, status = None, 200
+            body = f"OK - {len(data)}" if error is None else error
+            self._record(
+                "files.upload_bytes",
+                {"file_id": file_id, "length": len(data)},
+                {"status": status, "body": body},
+                error,
+            )
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return web.Response(status=status, text=body, headers=headers)
+
     def _handle(
         self, method: str, params: dict, token: str | None = None, url_name: str | None = None
     ) -> dict:
-        for key in ("blocks", "view", "attachments", "metadata"):
+        for key in ("blocks", "view", "attachments", "metadata", "files"):
             if isinstance(params.get(key), str):  # form-encoded bodies carry these as JSON text
                 try:
                     params[key] = json.loads(params[key])
@@ -413,7 +466,8 @@ class FakeSlack:
             raise SlackError("invalid_auth")
 
     def _record(self, method: str, params: dict, response: dict, error: str | None = None) -> None:
-        """Record a call that did not come through _handle (Socket Mode traffic). Lock held."""
+        """Record a call that did not come through _handle (Socket Mode traffic, upload
+        bytes). Lock held."""
         self._calls.append(Call(method, params, error is None, error, response))
         self._cond.notify_all()
 
@@ -741,6 +795,93 @@ class FakeSlack:
         }
         user.setdefault("profile", {"real_name": user["real_name"], "display_name": user["name"]})
         return {"user": user}
+
+    def _files_get_upload_url_external(self, p: dict) -> dict:
+        missing = [k for k in ("filename", "length") if p.get(k) in (None, "")]
+        if missing:
+            raise SlackError(
+                "invalid_arguments", [f"[ERROR] missing required field: {k}" for k in missing]
+            )
+        filename, length = p["filename"], p["length"]
+        if not isinstance(filename, str):
+            raise SlackError(
+                "invalid_arguments", ["[ERROR] must be a string [json-pointer:/filename]"]
+            )
+        # A form or query string carries the length as text, a JSON body as a number.
+        if isinstance(length, bool) or not re.fullmatch(r"[0-9]+", str(length)) or not int(length):
+            raise SlackError(
+                "invalid_arguments", ["[ERROR] must be a positive integer [json-pointer:/length]"]
+            )
+        file_id = self._new_id("F")
+        self._uploads[file_id] = {
+            "filename": filename,
+            "length": int(length),
+            "data": None,
+            "completed": False,
+        }
+        return {"upload_url": f"{self._base}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload_external(self, p: dict) -> dict:
+        files = p.get("files")
+        if (
+            not isinstance(files, list)
+            or not files
+            or not all(isinstance(f, dict) and isinstance(f.get("id"), str) for f in files)
+        ):
+            raise SlackError(
+                "invalid_arguments",
+                ["[ERROR] must be a non-empty array of {id, title} [json-pointer:/files]"],
+            )
+        for f in files:
+            upload = self._uploads.get(f["id"])
+            if upload is None or upload["completed"]:
+                raise SlackError("file_not_found")
+            if upload["data"] is None:
+                raise SlackError(
+                    "file_not_found", [f"[ERROR] no bytes were uploaded for {f['id']}"]
+                )
+        channels = p.get("channels") or []  # slack_sdk sends a comma-separated string
+        channels = channels.split(",") if isinstance(channels, str) else channels
+        refs = ([p["channel_id"]] if p.get("channel_id") else []) + [
+            c.strip() for c in channels if isinstance(c, str) and c.strip()
+        ]
+        targets = [self._channel(ref) for ref in dict.fromkeys(refs)]
+        thread_ts = p.get("thread_ts") or None
+        if thread_ts and len(targets) != 1:
+            raise SlackError(
+                "invalid_arguments", ["[ERROR] thread_ts needs exactly one channel_id"]
+            )
+        comment = p.get("initial_comment") or None
+        shared = []
+        for f in files:
+            upload = self._uploads[f["id"]]
+            upload["completed"] = True
+            title = f.get("title") or upload["filename"]
+            for ch in targets or [None]:
+                self._shared_files.append(
+                    {
+                        "channel": ch.id if ch else None,
+                        "file_id": f["id"],
+                        "filename": upload["filename"],
+                        "title": title,
+                        "initial_comment": comment,
+                        "thread_ts": thread_ts,
+                        "data": upload["data"],
+                        "content": upload["data"].decode("utf-8", errors="replace"),
+                    }
+                )
+            shared.append(
+                {
+                    "id": f["id"],
+                    "created": 1700000000,
+                    "name": upload["filename"],
+                    "title": title,
+                    "user": self.bot_user_id,
+                    "size": len(upload["data"]),
+                    "channels": [ch.id for ch in targets],
+                }
+            )
+        return {"files": shared}
 
     def _response_url_post(self, p: dict) -> dict:
         if not _truthy(p.get("delete_original")):
