@@ -64,10 +64,13 @@ class Closing:
                 raise Refusal("lesson_not_closed", ref=incident.ref)
             if incident.archived_at is not None:
                 raise Refusal("lesson_archived", ref=incident.ref)
-            incident.lessons.append(Lesson(kind=kind, text=text, owner_id=owner if kind == "action" else None,
-                                           author_id=user, created_at=self.clock()))
-            self._event(s, incident, user, "lesson.added", lesson=kind, text=text,
-                        owner=owner if kind == "action" else None)
+            owner = owner if kind == "action" else None
+            if any((x.kind, x.text, x.owner_id, x.author_id) == (kind, text, owner, user) for x in incident.lessons):
+                # A double submit or a retried delivery: the lesson is there once.
+                return self._outcome(incident, private=self.say("lesson_added", incident.language, kind=kind))
+            incident.lessons.append(Lesson(kind=kind, text=text, owner_id=owner, author_id=user,
+                                           created_at=self.clock()))
+            self._event(s, incident, user, "lesson.added", lesson=kind, text=text, owner=owner)
             notices = []
             if kind == "action":
                 notices.append(self.say("lesson_action_notice", incident.language, owner=mention(owner),
