@@ -46,25 +46,9 @@ class Closing:
                                  updates=[self.views.header(incident), *self._summary(s, incident)])
 
     def add_lesson(self, incident_id: int, user: str, kind: str, text: str, owner: str | None = None):
-        if kind not in LESSON_KINDS:
-            raise Refusal("malformed_request")
-        text = " ".join((text or "").split())  # one line: the summary lists lessons as bullets
-        if not text:
-            raise Refusal("lesson_empty")
-        if len(text) > MAX_LESSON:
-            raise Refusal("lesson_too_long", length=len(text), limit=MAX_LESSON)
-        owner = (owner or "").strip().lstrip("@") or None
-        if kind == "action" and not owner:
-            raise Refusal("lesson_owner_missing")
-        if owner and not _ID.match(owner):
-            raise Refusal("malformed_request")
+        text, owner = check_lesson(kind, text, owner)
         with self.db.transaction() as s:
-            incident = self._load(s, incident_id)
-            if incident.phase != "closed":
-                raise Refusal("lesson_not_closed", ref=incident.ref)
-            if incident.archived_at is not None:
-                raise Refusal("lesson_archived", ref=incident.ref)
-            owner = owner if kind == "action" else None
+            incident = self._load_closed(s, incident_id, "lesson_not_closed", "lesson_archived")
             if any((x.kind, x.text, x.owner_id, x.author_id) == (kind, text, owner, user) for x in incident.lessons):
                 # A double submit or a retried delivery: the lesson is there once.
                 return self._outcome(incident, private=self.say("lesson_added", incident.language, kind=kind))
@@ -81,13 +65,17 @@ class Closing:
     def archive(self, incident_id: int, user: str):
         """Mark the channel archived and ask the handler to archive it (Outcome.archive)."""
         with self.db.transaction() as s:
-            incident = self._load(s, incident_id)
-            if incident.phase != "closed":
-                raise Refusal("archive_not_closed", ref=incident.ref)
-            if incident.archived_at is not None:
-                raise Refusal("already_archived", ref=incident.ref)
+            incident = self._load_closed(s, incident_id, "archive_not_closed", "already_archived")
             self._require_lead(incident, user, "archive")
             return self._archive(s, incident, user)
+
+    def _load_closed(self, s: Session, incident_id: int, not_closed: str, archived: str) -> Incident:
+        incident = self._load(s, incident_id)
+        if incident.phase != "closed":
+            raise Refusal(not_closed, ref=incident.ref)
+        if incident.archived_at is not None:
+            raise Refusal(archived, ref=incident.ref)
+        return incident
 
     def _archive(self, s: Session, incident: Incident, user: str):
         incident.archived_at = self.clock()
@@ -161,3 +149,22 @@ class Closing:
             raise Refusal("export_unknown_incident" if not rows else "export_which_workspace", given=ref,
                           **({} if not rows else {"workspaces": ", ".join(sorted(r[1] for r in rows))}))
         return rows[0][0], rows[0][1]
+
+
+def check_lesson(kind: str, text: str | None, owner: str | None) -> tuple[str, str | None]:
+    """The lesson as it is kept (one line; an owner only for action items), or why it cannot be."""
+    if kind not in LESSON_KINDS:
+        raise Refusal("malformed_request")
+    text = " ".join((text or "").split())  # one line: the summary lists lessons as bullets
+    if not text:
+        raise Refusal("lesson_empty")
+    if len(text) > MAX_LESSON:
+        raise Refusal("lesson_too_long", length=len(text), limit=MAX_LESSON)
+    owner = (owner or "").strip().lstrip("@") or None
+    if kind != "action":
+        return text, None
+    if not owner:
+        raise Refusal("lesson_owner_missing")
+    if not _ID.match(owner):
+        raise Refusal("malformed_request")
+    return text, owner

@@ -25,7 +25,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import commands
 from bot.clocks import parse_next
-from bot.closing import MAX_LESSON
+from bot.closing import check_lesson
 from bot.commands import Command
 from bot.core import Core, Opening
 from bot.drafting import FREE
@@ -452,14 +452,11 @@ class SlackBot:
     # -- the end: lessons and the export ----------------------------------------------------
 
     def _lesson_errors(self, view: dict) -> dict[str, str]:
-        fields, kind = drafts.field_values(view), _json(view.get("private_metadata")).get("kind")
-        text = " ".join((fields.get("text") or "").split())
-        if not text:
-            return {"text": self.core.say("lesson_empty")}
-        if len(text) > MAX_LESSON:
-            return {"text": self.core.say("lesson_too_long", length=len(text), limit=MAX_LESSON)}
-        if kind == "action" and not drafts.selected_user(view, "owner"):
-            return {"owner": self.core.say("lesson_owner_missing")}
+        kind = _json(view.get("private_metadata")).get("kind") or ""
+        try:
+            check_lesson(kind, drafts.field_values(view).get("text"), drafts.selected_user(view, "owner"))
+        except Refusal as refusal:
+            return {"owner" if refusal.text == "lesson_owner_missing" else "text": self.core.explain(refusal)}
         return {}
 
     async def ack_lesson(self, ack, view):
