@@ -7,6 +7,8 @@ reports back whether the platform did it.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,7 @@ from bot.texts import _ID, mention
 
 LESSON_KINDS = ("well", "improve", "action")
 MAX_LESSON = 500
+REF_NUMBER = re.compile(r"[0-9]{1,9}")
 BOT = "crisisbot"
 
 
@@ -138,7 +141,7 @@ class Closing:
     def find_incident(self, ref: str, workspace: str | None = None) -> tuple[int, str]:
         """For the command line: CRISIS-N, in the one workspace that has it (or the one given)."""
         number = (ref or "").strip().upper().removeprefix("CRISIS-")
-        if not number.isdigit():
+        if not REF_NUMBER.fullmatch(number):  # ASCII digits only, and few enough for any database
             raise Refusal("export_unknown_incident", given=ref)
         with self.db.transaction() as s:
             query = select(Incident.id, Incident.workspace_id).where(Incident.number == int(number))

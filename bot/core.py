@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import commands, permissions
 from bot.clock import Clock, system_clock
 from bot.clocks import Clocks
-from bot.closing import Closing
+from bot.closing import REF_NUMBER, Closing
 from bot.db import Database
 from bot.drafting import Drafting
 from bot.errors import Refusal
@@ -105,7 +105,7 @@ class Core(Drafting, Clocks, Closing):
 
     def incident_by_ref(self, workspace: str, ref: str) -> int | None:
         number = ref.upper().removeprefix("CRISIS-")
-        if not number.isdigit():
+        if not REF_NUMBER.fullmatch(number):
             return None
         with self.db.transaction() as s:
             return s.scalar(select(Incident.id).where(

@@ -48,7 +48,8 @@ class Summary:
                                 archive_at=self._archive_at(retro)))
         out = [Message("retrospective", title, (*blocks, *self.buttons(incident, retro), footer))]
         if announce:
-            where = Context(self.t(incident, "retro_announce_footer", channel=self.views_channel(incident)))
+            where = Context(self.t(incident, "retro_announce_footer", channel=self.views_channel(incident),
+                                   archived=retro.archived_at is not None))
             out.append(Message("retrospective:announce", title, (*blocks, where), place="announcement"))
         return out
 

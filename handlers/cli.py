@@ -157,7 +157,11 @@ def run_export(settings: Settings, ref: str, form: str, workspace: str | None, o
     retro = core.retrospective(incident_id)
     text = to_json(retro) if form == "json" else to_markdown(retro, core.playbook)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", file=sys.stderr)
+            return 1
         print(f"Wrote {retro.ref} to {output}.", file=sys.stderr)
     else:
         sys.stdout.write(text)

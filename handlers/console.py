@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot import commands
+from bot.closing import check_lesson
 from bot.core import Core, Outcome
 from bot.drafting import FREE
 from bot.errors import Refusal
@@ -221,8 +222,9 @@ class Console:
         elif element.action.startswith("lesson."):
             kind = element.action.removeprefix("lesson.")
             text = self.ask("console_prompt_lesson", kind=kind)
-            owner = _name(self.ask("console_prompt_owner")) if kind == "action" else None
-            self.apply(core.add_lesson(incident_id, self.user, kind, text, owner))
+            check_lesson("well", text, None)  # the text first: no owner question for a lesson refused anyway
+            answer = self.ask("console_prompt_owner").strip() if kind == "action" else ""
+            self.apply(core.add_lesson(incident_id, self.user, kind, text, _name(answer) if answer else None))
         elif element.action == "retro.export":
             self.export(incident_id)
         elif element.action == "retro.archive":
@@ -250,9 +252,13 @@ class Console:
     def export(self, incident_id: int) -> None:
         """The console's file upload: the Markdown retrospective in the current directory."""
         retro = self.core.retrospective(incident_id)
-        path = Path(export_filename(retro, "md"))
-        path.write_text(to_markdown(retro, self.core.playbook), encoding="utf-8")
-        self.private(self.t("console_export_written", path=str(path.resolve())))
+        path = Path(export_filename(retro, "md")).resolve()
+        try:
+            path.write_text(to_markdown(retro, self.core.playbook), encoding="utf-8")
+        except OSError as exc:
+            self.private(self.t("console_export_failed", path=str(path), reason=exc.strerror or str(exc)))
+            return
+        self.private(self.t("console_export_written", path=str(path)))
 
     # -- reminders ---------------------------------------------------------------------------
 
