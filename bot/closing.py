@@ -62,8 +62,9 @@ class Closing:
             if kind == "action":
                 notices.append(self.say("lesson_action_notice", incident.language, owner=mention(owner),
                                         by=mention(user), text=text))
+            # The owner of an action item may not be in the channel yet: the notice is for them.
             return self._outcome(incident, private=self.say("lesson_added", incident.language, kind=kind),
-                                 notices=notices, updates=self._summary(s, incident))
+                                 notices=notices, updates=self._summary(s, incident), invite=[owner] if owner else [])
 
     def archive(self, incident_id: int, user: str):
         """Mark the channel archived and ask the handler to archive it (Outcome.archive)."""

@@ -114,7 +114,7 @@ def test_close_lessons_export_and_archive(core, clock, tmp_path, monkeypatch):
 
     # The lead closes: a notice, the header in phase Closed, the retrospective with its buttons.
     out = close[1]
-    assert out.startswith("📝 @alice closed CRISIS-1. The retrospective is below; everyone can add lessons "
+    assert out.startswith("📝 @alice closed CRISIS-1. Here is the retrospective; everyone can add lessons "
                           "learned with its buttons.\n")
     assert "Severity: SEV2 · High   Phase: Closed" in message(out, "header")
     retro = message(out, "retrospective")
@@ -248,7 +248,7 @@ def test_the_retrospective_in_german(db, playbook, clock, tmp_path, monkeypatch)
     bob_close, close, close_again, well, action, export, archive = [out for _, out in steps[6:7] + steps[8:]]
 
     assert bob_close == "[nur für Sie sichtbar] Nur die Leitung (@alice) kann den Vorfall schließen.\n"
-    assert close.startswith("📝 @alice hat CRISIS-1 geschlossen. Die Nachbetrachtung folgt;")
+    assert close.startswith("📝 @alice hat CRISIS-1 geschlossen. Hier ist die Nachbetrachtung;")
     retro = message(close, "retrospective").splitlines()
     assert retro[1] == "📝 Nachbetrachtung von CRISIS-1: Ladegeräte überhitzen"
     assert [line for line in retro if line in ("Gemessen", "Wichtige Momente", "Fristen", "Checkliste", "Rollen",
