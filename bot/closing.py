@@ -81,10 +81,12 @@ class Closing:
             raise Refusal(archived, ref=incident.ref)
         return incident
 
-    def _archive(self, s: Session, incident: Incident, user: str):
+    def _archive(self, s: Session, incident: Incident, user: str, keep: int | None = None):
         incident.archived_at = self.clock()
+        # Other archive jobs are moot; the one being sent (keep) stays pending until it is confirmed.
         s.execute(update(Reminder).where(Reminder.incident_id == incident.id, Reminder.kind == "archive",
-                                         Reminder.state == "pending").values(state="cancelled"))
+                                         Reminder.state == "pending", Reminder.id != (keep or 0))
+                  .values(state="cancelled"))
         self._event(s, incident, user, "channel.archived")
         # The notice and the summary without buttons go out first: an archived channel takes no posts.
         notice = self.say("archiving_notice", incident.language, by=mention(user) if user != BOT else None)
@@ -112,8 +114,9 @@ class Closing:
 
     def _retrospective(self, s: Session, incident: Incident) -> Retrospective:
         s.flush()
-        events = list(s.scalars(select(TimelineEvent).where(TimelineEvent.incident_id == incident.id)
-                                .order_by(TimelineEvent.id)))
+        # Plain rows, not ORM objects: an incident can have tens of thousands of events.
+        events = s.execute(select(TimelineEvent.at, TimelineEvent.actor_id, TimelineEvent.kind, TimelineEvent.data)
+                           .where(TimelineEvent.incident_id == incident.id).order_by(TimelineEvent.id)).all()
         reminders = list(s.scalars(select(Reminder).where(Reminder.incident_id == incident.id)))
         return retrospective.build(incident, events, reminders, self.playbook)
 
@@ -137,7 +140,7 @@ class Closing:
             out = self._outcome(incident, updates=self._summary(s, incident))
             out.archive = True
             return out, []
-        return self._archive(s, incident, BOT), []
+        return self._archive(s, incident, BOT, keep=reminder.id), []
 
     def find_incident(self, ref: str, workspace: str | None = None) -> tuple[int, str]:
         """For the command line: CRISIS-N, in the one workspace that has it (or the one given)."""

@@ -20,7 +20,9 @@ from bot.retrospective import Retrospective
 from bot.texts import format_span, format_time
 
 FORMAT = "crisisbot-retrospective/1"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~!])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~!&])")
+# What makes a line a list item, a heading underline or a rule when it starts the line.
+_LINE_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")
 
 
 class Markdown(str):
@@ -33,12 +35,20 @@ def md(value: object) -> str:
         return ""
     if isinstance(value, Markdown):
         return value
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+    return _plain_line(" ".join(str(value).split()))
+
+
+def _plain_line(line: str) -> str:
+    escaped = _MD_SPECIAL.sub(r"\\\1", line)
+    return _LINE_START.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"),
+                           escaped)
 
 
 def quote(value: str) -> Markdown:
-    """A multi-line text (a statement) as a block quote, every line escaped."""
-    lines = ("> " + (_MD_SPECIAL.sub(r"\\\1", line) if line.strip() else "") for line in value.splitlines())
+    """A multi-line text (a statement) as a block quote, every line escaped and read as plain text."""
+    lines = []
+    for line in value.splitlines():
+        lines.append(f"> {_plain_line(line)}" if line.strip() else ">")
     return Markdown("\n".join(lines))
 
 

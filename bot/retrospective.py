@@ -6,6 +6,7 @@ measures the same. The chat summary (bot/views.py) and the exports (bot/export.p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -169,6 +170,7 @@ class Retrospective:
     closed_at: datetime | None
     closed_by: str | None
     archived_at: datetime | None
+    archive_due: datetime | None     # when a pending archive job will archive the channel
     time_to_acknowledge: timedelta | None
     time_to_first_statement: timedelta | None
     time_to_resolve: timedelta | None
@@ -191,8 +193,9 @@ class Retrospective:
         return sum(1 for d in self.deadlines if d.state == "met")
 
 
-def build(incident: Incident, events: list[TimelineEvent], reminders: list[Reminder],
+def build(incident: Incident, events: Sequence[TimelineEvent], reminders: list[Reminder],
           playbook: Playbook) -> Retrospective:
+    """`events` in order; anything with the attributes at, actor_id, kind and data will do."""
     timeline = tuple(Moment(e.at, e.actor_id, e.kind, dict(e.data or {})) for e in events)
     acknowledged = next((m.at for m in timeline if _acknowledges(m, incident.reporter_id)), None)
     public = sorted(st.published_at for st in incident.statements
@@ -201,16 +204,21 @@ def build(incident: Incident, events: list[TimelineEvent], reminders: list[Remin
     changes = tuple(SeverityChange(m.at, m.actor, int(m.data.get("previous", 0)), int(m.data.get("severity", 0)))
                     for m in timeline if m.kind == "severity.changed")
     start = incident.created_at
+    sent: dict[int, list[Reminder]] = {}
+    for reminder in reminders:
+        if reminder.state == "sent" and reminder.deadline_id is not None:
+            sent.setdefault(reminder.deadline_id, []).append(reminder)
     return Retrospective(
         ref=incident.ref, title=incident.title, crisis_type=incident.crisis_type, language=incident.language,
         severity=incident.severity, first_severity=changes[0].previous if changes else incident.severity,
         reporter=incident.reporter_id, started_at=start, acknowledged_at=acknowledged,
         first_statement_at=first_statement, resolved_at=incident.resolved_at, closed_at=incident.closed_at,
         closed_by=incident.closed_by, archived_at=incident.archived_at,
+        archive_due=min((r.due_at for r in reminders if r.kind == "archive" and r.state == "pending"), default=None),
         time_to_acknowledge=_since(start, acknowledged), time_to_first_statement=_since(start, first_statement),
         time_to_resolve=_since(start, incident.resolved_at),
         moments=_moments(timeline, incident.reporter_id),
-        deadlines=tuple(_deadline(d, timeline, reminders, incident, acknowledged, first_statement)
+        deadlines=tuple(_deadline(d, timeline, sent.get(d.id, []), incident, acknowledged, first_statement)
                         for d in incident.deadlines),
         checklist=_checklist(incident, playbook),
         statements=tuple(_statement(st) for st in incident.statements),
@@ -245,9 +253,9 @@ def _moments(timeline: tuple[Moment, ...], reporter: str) -> tuple[Moment, ...]:
     return tuple(out)
 
 
-def _deadline(deadline: Deadline, timeline: tuple[Moment, ...], reminders: list[Reminder], incident: Incident,
+def _deadline(deadline: Deadline, timeline: tuple[Moment, ...], mine: list[Reminder], incident: Incident,
               acknowledged: datetime | None, first_statement: datetime | None) -> DeadlineResult:
-    mine = [r for r in reminders if r.deadline_id == deadline.id and r.state == "sent"]
+    """`mine`: the reminders and escalations sent for this deadline."""
     early = late = done_late = None
     if deadline.state == "met" and deadline.closed_at is not None:
         early = deadline.due_at - deadline.closed_at

@@ -45,7 +45,7 @@ class Summary:
         blocks = self.blocks(incident, retro)
         title = self.t(incident, "retro_title", ref=retro.ref, title=retro.title)
         footer = Context(self.t(incident, "retro_footer", events=len(retro.timeline), archived=retro.archived_at,
-                                archive_at=self._archive_at(retro)))
+                                archive_at=None if retro.archived_at else retro.archive_due))
         out = [Message("retrospective", title, (*blocks, *self.buttons(incident, retro), footer))]
         if announce:
             where = Context(self.t(incident, "retro_announce_footer", channel=self.views_channel(incident),
@@ -55,12 +55,6 @@ class Summary:
 
     def views_channel(self, incident: Incident):
         return channel_link(incident.channel_id) if incident.channel_id else incident.ref
-
-    def _archive_at(self, retro: Retrospective):
-        after = self.views.playbook.closing.archive_after
-        if retro.archived_at or not after or retro.closed_at is None:
-            return None
-        return retro.closed_at + after
 
     def buttons(self, incident: Incident, retro: Retrospective) -> list:
         if retro.archived_at is not None:
