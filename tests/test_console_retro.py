@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from bot.core import Core
 from handlers.console import WORKSPACE
 from tests.test_console import claim_button, last_number
