@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('incidents', schema=None) as batch_op:
+    with op.batch_alter_table('incidents', schema=None, recreate='never') as batch_op:
         batch_op.add_column(sa.Column('closed_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('closed_by', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('archived_at', sa.DateTime(), nullable=True))
@@ -46,7 +46,9 @@ def downgrade() -> None:
     with op.batch_alter_table('lessons', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_lessons_incident_id'))
     op.drop_table('lessons')
-    with op.batch_alter_table('incidents', schema=None) as batch_op:
+    # Never rebuild `incidents` on SQLite: dropping the old table would cascade into every
+    # table that points at it (foreign keys are on). SQLite 3.35+ drops a column in place.
+    with op.batch_alter_table('incidents', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('archived_at')
         batch_op.drop_column('closed_by')
         batch_op.drop_column('closed_at')
