@@ -101,6 +101,9 @@ class Closing:
             if incident.archived_at is None:
                 return self._outcome(incident)
             incident.archived_at = None
+            # A scheduled archive that failed is not tried again on its own: the summary must not promise it.
+            s.execute(update(Reminder).where(Reminder.incident_id == incident.id, Reminder.kind == "archive",
+                                             Reminder.state == "pending").values(state="cancelled"))
             self._event(s, incident, BOT, "channel.archive_failed", reason=reason[:200])
             return self._outcome(incident, notices=[self.say("archive_failed_notice", incident.language,
                                                              reason=reason)],

@@ -35,9 +35,10 @@ class DeadlineResult:
     due_at: datetime
     state: str                       # met, missed, cancelled (stopped at resolve), open
     closed_at: datetime | None
-    early_by: timedelta | None       # met: how long before the due time
-    late_by: timedelta | None        # missed: from the due time until it was done after all
+    early_by: timedelta | None       # met in time: how long before the due time
+    late_by: timedelta | None        # met or done after the due time: by how much
     done_late_at: datetime | None    # missed: when it was done after all; None if never
+    stopped_at_resolve: bool         # cancelled because the incident was resolved
     snoozed_by: str | None
     snooze_reason: str | None
     snoozed_for: timedelta | None
@@ -258,13 +259,18 @@ def _deadline(deadline: Deadline, timeline: tuple[Moment, ...], mine: list[Remin
     """`mine`: the reminders and escalations sent for this deadline."""
     early = late = done_late = None
     if deadline.state == "met" and deadline.closed_at is not None:
-        early = deadline.due_at - deadline.closed_at
+        # Met after the due time when the escalation had not fired yet (the bot was down, say): late.
+        if deadline.closed_at > deadline.due_at:
+            late = deadline.closed_at - deadline.due_at
+        else:
+            early = deadline.due_at - deadline.closed_at
     elif deadline.state == "missed":
         done_late = _done_after(deadline, timeline, incident, acknowledged, first_statement)
         late = done_late - deadline.due_at if done_late else None
     return DeadlineResult(
         kind=deadline.kind, starts_at=deadline.starts_at, due_at=deadline.due_at, state=deadline.state,
         closed_at=deadline.closed_at, early_by=early, late_by=late, done_late_at=done_late,
+        stopped_at_resolve=deadline.state == "cancelled" and deadline.closed_at == incident.resolved_at,
         snoozed_by=deadline.snoozed_by, snooze_reason=deadline.snooze_reason,
         snoozed_for=timedelta(seconds=deadline.snooze_seconds) if deadline.snoozed_by else None,
         reminders_sent=sum(1 for r in mine if r.kind == "remind"),

@@ -42,7 +42,7 @@ class Summary:
         return self.views.t(incident, name, **values)
 
     def messages(self, incident: Incident, retro: Retrospective, announce: bool) -> list[Message]:
-        blocks = self.blocks(incident, retro)
+        blocks = [*self.blocks(incident, retro), Section(self.lessons(incident, retro, here=True))]
         title = self.t(incident, "retro_title", ref=retro.ref, title=retro.title)
         footer = Context(self.t(incident, "retro_footer", events=len(retro.timeline), archived=retro.archived_at,
                                 archive_at=None if retro.archived_at else retro.archive_due))
@@ -50,7 +50,8 @@ class Summary:
         if announce:
             where = Context(self.t(incident, "retro_announce_footer", channel=self.views_channel(incident),
                                    archived=retro.archived_at is not None))
-            out.append(Message("retrospective:announce", title, (*blocks, where), place="announcement"))
+            copy = (*blocks[:-1], Section(self.lessons(incident, retro, here=False)), where)
+            out.append(Message("retrospective:announce", title, copy, place="announcement"))
         return out
 
     def views_channel(self, incident: Incident):
@@ -84,7 +85,7 @@ class Summary:
                                                day=day), len(moments)))]
         deadlines = [(d.kind, d.due_at, d.state, d.early_by, d.late_by, d.done_late_at,
                       mention(d.snoozed_by) if d.snoozed_by else None, d.snooze_reason, d.snoozed_for,
-                      d.reminders_sent, len(d.escalations)) for d in retro.deadlines]
+                      d.reminders_sent, len(d.escalations), d.stopped_at_resolve) for d in retro.deadlines]
         # Missed and snoozed deadlines first: those are what a review talks about.
         deadlines.sort(key=lambda d: (d[2] != "missed", d[6] is None))
         if deadlines:
@@ -107,13 +108,16 @@ class Summary:
             incident, "retro_people", roles=roles[:n], more_roles=_more(roles, n), people=people[:n],
             more_people=_more(people, n), changes=changes[:n], more_changes=_more(changes, n), day=day),
             max(len(roles), len(people), len(changes)))))
+        return blocks
+
+    def lessons(self, incident: Incident, retro: Retrospective, here: bool) -> str:
+        """The lessons section; `here`: in the incident channel, above the buttons that add them."""
         lessons = {kind: [(x.text, mention(x.owner) if x.owner else None, mention(x.author))
                           for x in retro.lessons if x.kind == kind] for kind in LESSON_KINDS}
-        blocks.append(Section(fit(lambda n: self.t(
+        return fit(lambda n: self.t(
             incident, "retro_lessons", well=lessons["well"][:n], improve=lessons["improve"][:n],
-            actions=lessons["action"][:n], more=sum(max(0, len(v) - n) for v in lessons.values())),
-            max(len(v) for v in lessons.values()), start=20)))
-        return blocks
+            actions=lessons["action"][:n], more=sum(_more(v, n) for v in lessons.values()), here=here),
+            max(len(v) for v in lessons.values()), start=20)
 
     def _moment(self, incident: Incident, moment) -> tuple:
         views, data = self.views, moment.data

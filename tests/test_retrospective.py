@@ -281,23 +281,28 @@ def test_the_retrospective_measures_the_scripted_incident(core, clock):
     assert retro.deadlines == (
         DeadlineResult(kind="acknowledge", starts_at=T("02:00"), due_at=T("02:30"), state="missed",
                        closed_at=T("02:30"), early_by=None, late_by=timedelta(minutes=12),
-                       done_late_at=T("02:42"), **NOT_SNOOZED, reminders_sent=2, escalations=(T("02:30"),)),
+                       done_late_at=T("02:42"), **NOT_SNOOZED, reminders_sent=2, escalations=(T("02:30"),),
+                       stopped_at_resolve=False),
         DeadlineResult(kind="first_statement", starts_at=T("02:00"), due_at=T("03:30"), state="met",
                        closed_at=T("03:17"), early_by=timedelta(minutes=13), **ON_TIME,
                        snoozed_by=LEA, snooze_reason=SNOOZE_REASON, snoozed_for=timedelta(minutes=30),
-                       reminders_sent=1, escalations=()),
+                       reminders_sent=1, escalations=(),
+                       stopped_at_resolve=False),
         DeadlineResult(kind="update", starts_at=T("02:00"), due_at=T("03:00"), state="met", closed_at=T("02:52"),
-                       early_by=timedelta(minutes=8), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=()),
+                       early_by=timedelta(minutes=8), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=(),
+                       stopped_at_resolve=False),
         DeadlineResult(kind="update", starts_at=T("02:52"), due_at=T("03:22"), state="met", closed_at=T("03:17"),
-                       early_by=timedelta(minutes=5), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=()),
+                       early_by=timedelta(minutes=5), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=(),
+                       stopped_at_resolve=False),
         DeadlineResult(kind="update", starts_at=T("03:17"), due_at=T("03:47"), state="met", closed_at=T("03:40"),
-                       early_by=timedelta(minutes=7), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=()),
+                       early_by=timedelta(minutes=7), **ON_TIME, **NOT_SNOOZED, reminders_sent=1, escalations=(),
+                       stopped_at_resolve=False),
         DeadlineResult(kind="update", starts_at=T("03:40"), due_at=T("04:10"), state="cancelled",
                        closed_at=T("04:00"), early_by=None, **ON_TIME, **NOT_SNOOZED, reminders_sent=1,
-                       escalations=()),
+                       escalations=(), stopped_at_resolve=True),
         DeadlineResult(kind="review", starts_at=T("04:00"), due_at=T("04:00", day=25), state="met",
                        closed_at=T("04:30"), early_by=timedelta(days=2, hours=23, minutes=30), **ON_TIME,
-                       **NOT_SNOOZED, reminders_sent=0, escalations=()),
+                       **NOT_SNOOZED, reminders_sent=0, escalations=(), stopped_at_resolve=False),
     )
     assert (retro.met, retro.missed) == (5, 1)
 
@@ -462,7 +467,9 @@ def test_the_chat_summary_reads_as_measured(core, clock):
     # SEV1 announces: the same summary without buttons in the announcement channel.
     announce = summary_of(closed, "retrospective:announce")
     assert announce.place == "announcement" and not has_buttons(announce)
-    assert announce.blocks[:-1] == summary.blocks[:8]
+    # Its lessons section points to the incident channel, where the buttons are.
+    assert announce.blocks[:7] == summary.blocks[:7]
+    assert "with the buttons of the retrospective in the incident channel" in announce.blocks[7].text
     assert footer(announce) == "Add lessons learned in <#C0INCIDENT>."
 
     # Each lesson edits the summary; the last one shows all three.
@@ -754,6 +761,36 @@ def test_after_a_failed_archive_the_footer_promises_no_archive_that_will_not_com
     failed = core.archive_failed(iid, "not_in_channel")
     promised = "will be archived" in footer(summary_of(failed))
     assert promised == bool(pending_reminders(core, iid))
+
+
+def test_a_scheduled_archive_that_slack_refused_promises_nothing_more(core, clock):
+    iid = small_incident(core, clock)
+    core.resolve(iid, "U1")
+    core.close(iid, "U1")
+    clock.now = T("02:35", day=29)
+    [job] = core.claim_due("w1")
+    assert core.fire(job, "w1")[0].archive is True
+    failed = core.archive_failed(iid, "restricted_action")   # Slack said no: the channel stays open
+    core.mark_sent(job)
+    assert "will be archived" not in footer(summary_of(failed))
+    assert pending_reminders(core, iid) == []
+    assert "restricted_action" in failed.notices[0]
+
+
+def test_a_deadline_met_after_its_due_time_reads_late_not_early(core, clock):
+    """The acknowledgement comes 10 minutes after it was due, before any escalation fired (the bot was down)."""
+    opening = core.start_incident(WS, "U1", "Quiet night", severity=2)   # acknowledge within 30 min
+    iid = opening.incident_id
+    core.opened(iid, "CQUIET", opening.channel_name())
+    clock.now = T("02:40")
+    core.claim_role(iid, "U2", "comms")
+    clock.now = T("03:00")
+    core.resolve(iid, "U1")
+    closed = core.close(iid, "U1")
+    [acknowledge] = [d for d in core.retrospective(iid).deadlines if d.kind == "acknowledge"]
+    assert (acknowledge.state, acknowledge.early_by, acknowledge.late_by) == ("met", None, timedelta(minutes=10))
+    assert "• internal acknowledgement, due 02:30 UTC: done *10 min late*" in section(
+        summary_of(closed), "*Deadlines*")
 
 
 # --- 5. exports ----------------------------------------------------------------------------------------
