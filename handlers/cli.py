@@ -147,12 +147,13 @@ def run_console(settings: Settings, user: str | None) -> int:
 def run_export(settings: Settings, ref: str, form: str, workspace: str | None, output: str | None) -> int:
     from bot.errors import Refusal
     from bot.export import to_json, to_markdown
+    from handlers.console import to_terminal
 
     core = _core(settings)
     try:
         incident_id, _ = core.find_incident(ref, workspace)
     except Refusal as refusal:
-        print(core.explain(refusal), file=sys.stderr)
+        print(to_terminal(core.explain(refusal)), file=sys.stderr)
         return 1
     retro = core.retrospective(incident_id)
     text = to_json(retro) if form == "json" else to_markdown(retro, core.playbook)
@@ -160,9 +161,10 @@ def run_export(settings: Settings, ref: str, form: str, workspace: str | None, o
         try:
             Path(output).write_text(text, encoding="utf-8")
         except OSError as exc:
-            print(f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", file=sys.stderr)
+            print(to_terminal(core.say("console_export_failed", path=output, reason=exc.strerror or str(exc))),
+                  file=sys.stderr)
             return 1
-        print(f"Wrote {retro.ref} to {output}.", file=sys.stderr)
+        print(to_terminal(core.say("console_export_written", path=output)), file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -57,7 +57,7 @@ def test_json_to_a_file(database_url, core, closed, tmp_path):
     result = export(database_url, "CRISIS-1", "--format", "json", "-o", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert result.stderr.strip() == f"Wrote CRISIS-1 to {path}."
+    assert result.stderr.strip() == f"Wrote the retrospective to {path}."
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["format"] == FORMAT == "crisisbot-retrospective/1"
     assert data["ref"] == "CRISIS-1" and data["title"] == "Charger overheats"
@@ -120,3 +120,17 @@ def test_a_console_subprocess_then_export(tmp_path):
     assert result.stdout.startswith(TITLE)
     assert "\n## Timeline (" in result.stdout
     assert " · @alice · incident.closed\n" in result.stdout
+
+
+def test_a_refusal_prints_the_ref_as_typed_not_escaped_for_chat(tmp_path):
+    result = export(f"sqlite:///{tmp_path / 'empty.db'}", "<!channel>&x")
+    assert result.returncode == 1
+    assert result.stderr == "There is no incident “<!channel>&x”. Give its reference, like CRISIS-3.\n"
+
+
+def test_an_output_path_that_cannot_be_written_is_a_clear_message(database_url, closed, tmp_path):
+    missing = tmp_path / "no such folder" / "out.md"
+    result = export(database_url, "CRISIS-1", "-o", str(missing))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"I could not write {missing} (") and "nothing was written" in result.stderr
+    assert not missing.exists()

@@ -56,6 +56,7 @@ class SlackBot:
         self.core = core
         self.client = make_client(token, base_url)
         self.publisher = Publisher(core, self.client)
+        self._exporting: set[int] = set()  # incidents whose export is uploading now
         # Each listener is split: a quick `ack_*` that answers Slack at once, and a lazy `work_*`
         # that Bolt starts after the response is sent. With process_before_response the ack is
         # returned directly, without Bolt's 10 ms polling for it (see docs/speed.md).
@@ -483,6 +484,16 @@ class SlackBot:
 
     async def export(self, incident_id: int, channel: str | None, respond) -> None:
         """Upload the retrospective as Markdown where it was asked for, people named as Slack shows them."""
+        if incident_id in self._exporting:  # a double click: one file is enough
+            await self._tell(respond, self.core.say("export_in_progress"))
+            return
+        self._exporting.add(incident_id)
+        try:
+            await self._export(incident_id, channel, respond)
+        finally:
+            self._exporting.discard(incident_id)
+
+    async def _export(self, incident_id: int, channel: str | None, respond) -> None:
         core = self.core
         retro = await asyncio.to_thread(core.retrospective, incident_id)
         names = await self._names({p.user for p in retro.participants} | {x.owner for x in retro.lessons if x.owner})
