@@ -184,7 +184,7 @@ def test_close_lessons_export_and_archive(core, clock, tmp_path, monkeypatch):
     rows = timeline.splitlines()
     kinds = [e.kind for e in core.timeline(core.incident_by_ref(WORKSPACE, "CRISIS-1"))][:counts[2]]
     assert len(rows) == counts[2] and all(row.startswith("- 2026-11-22 ") for row in rows)
-    assert [row.split(" · ")[2] for row in rows] == kinds
+    assert [row.split(" · ")[2].rsplit(" (", 1)[1].rstrip(")") for row in rows] == kinds
     assert kinds[0] == "incident.started" and "incident.closed" in kinds
     assert kinds.count("incident.closed") == 1 and kinds[-3:] == ["lesson.added"] * 3
     assert "- [ ] Write a FAQ for chargers: owner @carol (added by @alice, " in document
