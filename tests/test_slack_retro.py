@@ -3,10 +3,13 @@ with its buttons and a modal, the record is exported as a Markdown file, and the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
+from handlers.slack.app import SlackBot
+from tests.fakes.slack_requests import SECRET
 from tests.test_slack import Room, button, slack_room, texts
 
 SUMMARY, COPY = "retrospective", "retrospective:announce"
@@ -273,7 +276,7 @@ def test_export_uploads_the_markdown_file_to_the_channel(room):
     assert len(files) == 1 and room.fake.uploaded_files() == files
     upload = files[0]
     assert upload["filename"] == "crisis-1-retrospective.md"
-    assert upload["title"] == ":memo: Retrospective of CRISIS-1: Charger overheats"
+    assert upload["title"] == "Retrospective of CRISIS-1: Charger overheats"
     assert upload["initial_comment"].startswith(":page_facing_up: The retrospective of CRISIS-1")
     content = upload["content"]
     assert content.startswith("# Retrospective of CRISIS-1: Charger overheats\n")
@@ -394,3 +397,20 @@ def test_a_lesson_form_left_open_over_the_archive_is_refused_in_a_dm(room):
     dm = room.fake.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "U2")[0]
     assert dm.params["text"] == "The channel of CRISIS-1 is archived; lessons can no longer be added."
     assert room.core.retrospective(incident(room, channel)).lessons == ()
+
+
+def test_a_double_clicked_export_uploads_one_file(room):
+    channel = closed(room)
+    bot = SlackBot(room.core, "xoxb-test", SECRET, base_url=room.fake.url)
+    told: list[str] = []
+
+    async def respond(text: str, **_ignored) -> None:
+        told.append(text)
+
+    async def two_clicks() -> None:
+        # The second export starts while the first is still uploading.
+        await asyncio.gather(*(bot.export(incident(room, channel), channel, respond) for _ in range(2)))
+
+    asyncio.run(two_clicks())
+    assert len(room.fake.uploaded_files(channel)) == 1
+    assert told == ["The export is already on its way to this channel."]

@@ -501,7 +501,7 @@ class SlackBot:
         try:
             await self.client.files_upload_v2(
                 channel=channel, content=text.encode(), filename=export_filename(retro, "md"),
-                title=core.say("retro_title", retro.language, ref=retro.ref, title=retro.title),
+                title=_plain_text(core.say("export_title", retro.language, ref=retro.ref, title=retro.title)),
                 initial_comment=core.say("export_comment", retro.language, ref=retro.ref))
         except Exception as exc:
             log.error("%s: export upload failed: %s", retro.ref, slack_error(exc))
@@ -548,6 +548,11 @@ async def _after_response() -> None:
             await asyncio.wait_for(sent.wait(), timeout=3)
         except TimeoutError:
             log.warning("the ack was not confirmed as sent within 3 s; working anyway")
+
+
+def _plain_text(text: str) -> str:
+    """A text for a field Slack shows as typed (a file's title): no chat escaping."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _statement_ref(value: str) -> tuple[int, int]:
