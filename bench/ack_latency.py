@@ -25,7 +25,6 @@ import gc
 import http.client
 import json
 import logging
-import math
 import os
 import re
 import subprocess
@@ -41,6 +40,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bench.shared import stats as figures
 from bot import playbook as playbooks
 from bot.core import Core
 from bot.db import Database
@@ -243,18 +243,10 @@ class Bench:
         self.bare.stop()
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest rank: a value that was really observed, no interpolation."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def summarize(samples: dict[str, list[float]]) -> dict:
     stats = {}
     for name, values in samples.items():
-        ordered = sorted(values)
-        stats[name] = {"n": len(ordered),
-                       **{f"p{p}": round(percentile(ordered, p), 3) for p in (50, 90, 99)},
-                       "max": round(ordered[-1], 3)}
+        stats[name] = figures(values, digits=3)
     ratios = {what: {q: round(stats[ours][q] / stats[bare][q], 3) for q in ("p50", "p99")}
               for what, (ours, bare) in RATIOS.items()}
     met = all(r["p99"] <= TARGET for r in ratios.values())

@@ -24,26 +24,22 @@ import asyncio
 import gc
 import json
 import logging
-import math
 import os
 import random
 import re
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes is not installed
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
+from bench.shared import bench_database, stats
 from bot import playbook as playbooks
 from bot.core import Core
-from bot.db import Database, normalize_url
 from bot.models import Deadline, Reminder
 from bot.playbook import DeadlineRule, Deadlines, SeverityDeadlines
 from handlers.reminders import ReminderRunner
@@ -148,17 +144,6 @@ async def cpu_over(seconds: float) -> float:
     return time.process_time() - began
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest rank: a value that was really observed, no interpolation."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def stats(values: list[float]) -> dict:
-    ordered = sorted(values) or [math.nan]
-    return {"n": len(values), **{f"p{p}": round(percentile(ordered, p), 1) for p in (50, 90, 99)},
-            "max": round(ordered[-1], 1)}
-
-
 async def run(core: Core, fake: FakeSlack, dues: list[float], idle: float) -> dict:
     publisher = Publisher(core, make_client("xoxb-test", fake.url))
     runner = ReminderRunner(core, publisher.deliver_reminder)  # the production tick (10 s)
@@ -218,21 +203,9 @@ def main() -> int:
     warnings = WarningCounter()
     logging.getLogger("apscheduler").addHandler(warnings)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = normalize_url(args.database_url or f"sqlite:///{tmp}/bench.db")
-        schema = None
-        if url.startswith("postgresql"):
-            # A schema of our own: the tests drop and recreate `public` in the same database.
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(url)
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}) \
-                .render_as_string(hide_password=False)
-        db = Database(url)
+    with bench_database(args.database_url) as (db, backend):
         fake = FakeSlack().start()
         try:
-            db.upgrade()
             fake.add_user(LEAD)
             core = Core(db, long_playbook())
             began = time.monotonic()
@@ -245,13 +218,7 @@ def main() -> int:
             report = asyncio.run(run(core, fake, dues, args.idle))
         finally:
             fake.stop()
-            db.dispose()
-            if schema:
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                admin.dispose()
 
-    backend = url.split(":", 1)[0].split("+")[0]
     print_report(report, args, backend, setup_s, warnings.messages)
     if args.json:
         args.json.write_text(json.dumps({"database": backend, **vars(args) | {"json": str(args.json)},

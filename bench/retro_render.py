@@ -37,20 +37,17 @@ import os
 import pstats
 import random
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
+from bench.shared import bench_database, stats
 from bot import playbook as playbooks
 from bot.core import Core
-from bot.db import Database, normalize_url
 from bot.export import to_json, to_markdown
 from bot.messages import Context, Message, Section
 from bot.models import Lesson, TimelineEvent
@@ -247,17 +244,6 @@ def measure(calls: dict, samples: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest rank: a value that was really observed, no interpolation."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def stats(values: list[float]) -> dict:
-    ordered = sorted(values)
-    return {"n": len(values), **{f"p{p}": round(percentile(ordered, p), 2) for p in (50, 90, 99)},
-            "max": round(ordered[-1], 2)}
-
-
 def slack_fit(messages: list[Message]) -> dict:
     """The longest section and context, the most blocks, and whether every message fits Slack."""
     sections = [len(b.text) for m in messages for b in m.blocks if isinstance(b, Section)]
@@ -298,7 +284,7 @@ def run_size(core: Core, clock: StepClock, size: int, args) -> tuple[dict, str]:
     markdown, as_json = to_markdown(retro, core.playbook), to_json(retro)
     gc.collect()
     times = measure(calls, args.samples, args.warmup)
-    figures = {name: stats(times[name]) for name in SERIES}
+    figures = {name: stats(times[name], digits=2) for name in SERIES}
     base = figures["baseline"]
     ratios = {name: {q: round(figures[name][q] / base[q], 2) for q in ("p50", "p99")} for name in SERIES}
     report = {"size": size, "events": events, "lessons": len(retro.lessons), "statements": len(retro.statements),
@@ -353,39 +339,19 @@ def main() -> int:
     if args.samples < 1 or any(n < 100 for n in sizes):
         parser.error("need at least one sample and sizes of at least 100 events")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = normalize_url(args.database_url or f"sqlite:///{tmp}/bench.db")
-        schema = None
-        if url.startswith("postgresql"):
-            # A schema of our own: the tests drop and recreate `public` in the same database.
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(url)
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}) \
-                .render_as_string(hide_password=False)
-        db = Database(url)
-        reports, profiles = [], []
-        try:
-            db.upgrade()
-            clock = StepClock(BEGIN)
-            core = Core(db, playbooks.load(), clock=clock)
-            for size in sizes:
-                clock.now = max(clock.now, BEGIN) + timedelta(days=7)  # each incident its own week
-                gc.collect()
-                gc.freeze()  # as `crisisbot slack` does after start-up; the setup's objects are not measured
-                report, prof = run_size(core, clock, size, args)
-                reports.append(report)
-                profiles.append(prof)
-                print(f"measured {report['events']} events", file=sys.stderr)
-        finally:
-            db.dispose()
-            if schema:
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                admin.dispose()
+    reports, profiles = [], []
+    with bench_database(args.database_url) as (db, backend):
+        clock = StepClock(BEGIN)
+        core = Core(db, playbooks.load(), clock=clock)
+        for size in sizes:
+            clock.now = max(clock.now, BEGIN) + timedelta(days=7)  # each incident its own week
+            gc.collect()
+            gc.freeze()  # as `crisisbot slack` does after start-up; the setup's objects are not measured
+            report, prof = run_size(core, clock, size, args)
+            reports.append(report)
+            profiles.append(prof)
+            print(f"measured {report['events']} events", file=sys.stderr)
 
-    backend = url.split(":", 1)[0].split("+")[0]
     print_report(reports, args, backend)
     for prof in profiles:
         print(prof, end="")
