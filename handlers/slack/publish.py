@@ -122,11 +122,11 @@ class Publisher:
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
                                             channel, None, None, slack_error(exc))
 
-    async def _post_message(self, channel: str, text: str, blocks: list) -> dict:
+    async def _post_message(self, channel: str, text: str, blocks: list | None = None) -> dict:
         try:
             return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel" or not channel.startswith("#"):
+            if exc.response.get("error") != "not_in_channel":
                 raise
             # A public announcement channel the bot was never added to: join it once, then post.
             await self.client.conversations_join(channel=channel)
@@ -146,16 +146,10 @@ class Publisher:
         target = self.core.playbook.team.announcement_channel
         if not target:
             return
-        target = _by_name(target)
         try:
-            await self.client.chat_postMessage(channel=target, text=text)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel":
-                log.error("%s: announcement to %s failed: %s", ref, target, slack_error(exc))
-                return
-            # A public announcement channel the bot was never added to: join it once, then post.
-            await self._call("conversations_join", ref, channel=target)
-            await self._call("chat_postMessage", ref, channel=target, text=text)
+            await self._post_message(_by_name(target), text)
+        except Exception as exc:  # logged with the incident; the state stays committed
+            log.error("%s: announcement to %s failed: %s", ref, target, slack_error(exc))
 
     async def _post(self, channel: str, text: str, ref: str) -> None:
         await self._call("chat_postMessage", ref, channel=channel, text=text)
