@@ -18,7 +18,7 @@ from bot.durations import parse_duration
 from bot.errors import Refusal
 from bot.models import Deadline, Incident, Reminder
 from bot.playbook import DEADLINE_KINDS, DEFAULT_OWNERS, DeadlineRule, Escalation
-from bot.texts import channel_link, mention
+from bot.texts import mention
 
 LEASE = timedelta(seconds=60)    # a claimed reminder not confirmed sent by then is claimed again
 LATE_AFTER = timedelta(seconds=60)  # sent this long after its time: marked late (the bot was down)
@@ -253,7 +253,8 @@ class Clocks:
             return []
         return [Alert(escalation.channel, self.say(
             "escalation_alert", incident.language, kind=deadline.kind, due=deadline.due_at, ref=incident.ref,
-            title=incident.title, channel=self._channel(incident), people=self._people(incident, escalation.roles)))]
+            title=incident.title, channel=self.views.channel(incident),
+            people=self._people(incident, escalation.roles)))]
 
     def mark_sent(self, reminder_id: int) -> None:
         with self.db.transaction() as s:
@@ -277,9 +278,6 @@ class Clocks:
             holders = incident.holders(role)
             out.extend(mention(u) for u in holders) if holders else out.append(self.views.role_label(incident, role))
         return list(dict.fromkeys(out))
-
-    def _channel(self, incident: Incident):
-        return channel_link(incident.channel_id) if incident.channel_id else incident.ref
 
 
 def parse_next(text: str, now: datetime) -> datetime:

@@ -16,13 +16,12 @@ from bot import retrospective
 from bot.errors import Refusal
 from bot.messages import Message
 from bot.models import Incident, Lesson, Reminder, TimelineEvent
-from bot.retrospective import Retrospective
-from bot.texts import _ID, mention
+from bot.retrospective import BOT, Retrospective
+from bot.texts import is_chat_id, mention
 
 LESSON_KINDS = ("well", "improve", "action")
 MAX_LESSON = 500
 REF_NUMBER = re.compile(r"[0-9]{1,9}")
-BOT = "crisisbot"
 
 
 class Closing:
@@ -175,6 +174,6 @@ def check_lesson(kind: str, text: str | None, owner: str | None) -> tuple[str, s
         return text, None
     if not owner:
         raise Refusal("lesson_owner_missing")
-    if not _ID.match(owner):
+    if not is_chat_id(owner):
         raise Refusal("malformed_request")
     return text, owner

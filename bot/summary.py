@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.closing import LESSON_KINDS
 from bot.messages import Actions, Button, Context, Message, Section
 from bot.models import Incident
-from bot.retrospective import Retrospective
-from bot.texts import channel_link, mention
+from bot.retrospective import BOT, Retrospective
+from bot.texts import mention
 from bot.views import Views
 
 SECTION = 2900   # characters a section may take, under Slack's 3000
 FIRST_TRY = 12   # list rows tried first; fewer when they do not fit
-LESSON_KINDS = ("well", "improve", "action")
 
 
 def fit(render: Callable[[int], str], count: int, start: int = FIRST_TRY) -> str:
@@ -48,14 +48,11 @@ class Summary:
                                 archive_at=None if retro.archived_at else retro.archive_due))
         out = [Message("retrospective", title, (*blocks, *self.buttons(incident, retro), footer))]
         if announce:
-            where = Context(self.t(incident, "retro_announce_footer", channel=self.views_channel(incident),
+            where = Context(self.t(incident, "retro_announce_footer", channel=self.views.channel(incident),
                                    archived=retro.archived_at is not None))
             copy = (*blocks[:-1], Section(self.lessons(incident, retro, here=False)), where)
             out.append(Message("retrospective:announce", title, copy, place="announcement"))
         return out
-
-    def views_channel(self, incident: Incident):
-        return channel_link(incident.channel_id) if incident.channel_id else incident.ref
 
     def buttons(self, incident: Incident, retro: Retrospective) -> list:
         if retro.archived_at is not None:
@@ -134,7 +131,7 @@ class Summary:
             detail = {"number": data.get("statement"), "where": data.get("where")}
         elif moment.kind in ("deadline.missed", "deadline.snoozed"):
             detail = {"deadline": data.get("kind"), "reason": data.get("reason")}
-        actor = mention(moment.actor) if moment.actor and moment.actor != "crisisbot" else None
+        actor = mention(moment.actor) if moment.actor and moment.actor != BOT else None
         return moment.at, actor, moment.kind, detail
 
     def _statement(self, incident: Incident, st) -> tuple:

@@ -34,6 +34,11 @@ def escape_chat(value: object) -> str:
     return _CROWD.sub(lambda m: "@\u2060" + m.group(1), text)
 
 
+def is_chat_id(value: str | None) -> bool:
+    """A user or channel id as the platforms write them (and the console's names)."""
+    return bool(_ID.match(value or ""))
+
+
 def mention(user_id: str) -> Trusted:
     if not _ID.match(user_id or ""):
         return Trusted(escape_chat(user_id))

@@ -10,7 +10,7 @@ from bot import statements
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
 from bot.models import ChecklistItem, Incident, Statement
 from bot.playbook import Playbook
-from bot.texts import Texts, Trusted, escape_chat, mention
+from bot.texts import Texts, Trusted, channel_link, escape_chat, mention
 
 
 class Views:
@@ -41,6 +41,10 @@ class Views:
     def type_label(self, incident: Incident) -> str:
         crisis_type = self.playbook.type_by_key.get(incident.crisis_type)
         return self.loc(incident, crisis_type.name) if crisis_type else incident.crisis_type
+
+    def channel(self, incident: Incident):
+        """A link to the incident's channel, or its reference before it has one."""
+        return channel_link(incident.channel_id) if incident.channel_id else incident.ref
 
     def lead(self, incident: Incident) -> str | None:
         holders = incident.holders(self.playbook.lead_role)

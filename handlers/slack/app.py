@@ -489,11 +489,14 @@ class SlackBot:
             return
         self._exporting.add(incident_id)
         try:
-            await self._export(incident_id, channel, respond)
+            failure = await self._export(incident_id, channel)
         finally:
             self._exporting.discard(incident_id)
+        if failure:  # told after the guard is lifted, so trying again at once works
+            await self._tell(respond, failure)
 
-    async def _export(self, incident_id: int, channel: str | None, respond) -> None:
+    async def _export(self, incident_id: int, channel: str | None) -> str | None:
+        """Upload the file; what to tell the person if it failed."""
         core = self.core
         retro = await asyncio.to_thread(core.retrospective, incident_id)
         names = await self._names({p.user for p in retro.participants} | {x.owner for x in retro.lessons if x.owner})
@@ -505,7 +508,8 @@ class SlackBot:
                 initial_comment=core.say("export_comment", retro.language, ref=retro.ref))
         except Exception as exc:
             log.error("%s: export upload failed: %s", retro.ref, slack_error(exc))
-            await self._tell(respond, core.say("export_failed", retro.language, reason=slack_error(exc)))
+            return core.say("export_failed", retro.language, reason=slack_error(exc))
+        return None
 
     async def _names(self, users: set[str]) -> dict[str, str]:
         """Display names for the export; a user Slack does not show is named by id."""
