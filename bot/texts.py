@@ -17,7 +17,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.playbook import LANGUAGES
 
-TEXT_FILES = ("strings", "errors", "help", "retro")
+# The chat texts: every `<name>.j2` of a language folder (files with a second suffix, like the
+# export's `export.md.j2`, are formats of their own and are not searched for texts).
+CORE_TEXT_FILES = ("strings", "errors", "help", "retro")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _CROWD = re.compile(r"@(everyone|here|channel)\b", re.IGNORECASE)
 
@@ -96,6 +98,14 @@ def environment() -> Environment:
     return env
 
 
+@lru_cache(maxsize=4)
+def text_files(lang: str) -> tuple[str, ...]:
+    """The core's files first, then the others by name, so a lookup order never depends on the disk."""
+    folder = resources.files("templates") / lang
+    found = sorted(e.name[:-3] for e in folder.iterdir() if e.name.endswith(".j2") and "." not in e.name[:-3])
+    return (*[f for f in CORE_TEXT_FILES if f in found], *[f for f in found if f not in CORE_TEXT_FILES])
+
+
 class Texts:
     """Looks texts up by language and name; unknown languages fall back to English."""
 
@@ -104,7 +114,7 @@ class Texts:
 
     def _macro(self, lang: str, name: str):
         lang = lang if lang in LANGUAGES else "en"
-        for file in TEXT_FILES:
+        for file in text_files(lang):
             key = (lang, file)
             if key not in self._modules:
                 self._modules[key] = environment().get_template(f"{lang}/{file}.j2").module
@@ -120,7 +130,7 @@ class Texts:
 def macro_names(lang: str) -> dict[str, tuple[str, ...]]:
     """Every text and its parameters in one language; tests compare en and de with it."""
     out = {}
-    for file in TEXT_FILES:
+    for file in text_files(lang):
         module = environment().get_template(f"{lang}/{file}.j2").module
         for name in dir(module):
             macro = getattr(module, name)

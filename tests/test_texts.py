@@ -27,6 +27,23 @@ def test_every_english_text_exists_in_german_with_the_same_parameters():
     assert different == {}
 
 
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_every_text_is_defined_in_one_file_only(lang):
+    """Texts are found by name across files; a second definition would be silently ignored."""
+    from bot.texts import environment, text_files
+
+    seen: dict[str, str] = {}
+    twice = []
+    for file in text_files(lang):
+        module = environment().get_template(f"{lang}/{file}.j2").module
+        for name in dir(module):
+            if not name.startswith("_") and hasattr(getattr(module, name), "arguments"):
+                if name in seen:
+                    twice.append((name, seen[name], file))
+                seen[name] = file
+    assert twice == []
+
+
 def test_both_languages_have_the_same_template_files():
     assert template_files("en") == template_files("de")
     assert {"strings.j2", "errors.j2", "help.j2"} <= template_files("en")
