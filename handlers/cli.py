@@ -183,7 +183,7 @@ def run_console(settings: Settings, user: str | None) -> int:
             raise EOFError
         return line.rstrip("\n")
 
-    console = Console(core, name, read=read, echo=not interactive)
+    console = Console(core, name, read=read, echo=not interactive, playbook_path=settings.playbook)
     if not interactive:
         return console.run()
     # At a terminal, reminders must appear while the user thinks, not only when they press Enter.

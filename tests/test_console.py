@@ -23,8 +23,11 @@ TABLES = {"incidents", "role_assignments", "checklist_items", "timeline_events",
 # --- helpers ------------------------------------------------------------------------------------
 
 
+CTRL_D = object()  # a script line that is Ctrl-D at a terminal: the end of input for that one read
+
+
 class Session:
-    """A console whose input is a script; a line may be a function of the output so far."""
+    """A console whose input is a script; a line may be a function of the output so far, or CTRL_D."""
 
     def __init__(self, core: Core, user: str = "alice"):
         self.out = io.StringIO()
@@ -37,6 +40,8 @@ class Session:
             raise EOFError
         self.read_count += 1
         line = self.lines.pop(0)
+        if line is CTRL_D:
+            raise EOFError
         return line(self.out.getvalue()) if callable(line) else line
 
     def run(self, *lines) -> int:
