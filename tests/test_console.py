@@ -79,12 +79,12 @@ def after(text: str, marker: str) -> str:
     return text.split(f"> {marker}", 1)[1]
 
 
-def crisisbot(*args: str, input: str = "", **env: str) -> subprocess.CompletedProcess:
+def crisisbot(*args: str, input: str = "", cwd: str | None = None, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("DATABASE_URL", "CRISISBOT_PLAYBOOK", "CRISISBOT_LANGUAGE")}
     environment.update(env)
     result = subprocess.run(["crisisbot", *args], input=input, env=environment, capture_output=True,
-                            text=True, timeout=60, check=False)
+                            text=True, timeout=60, check=False, cwd=cwd)
     assert "Traceback" not in result.stdout and "Traceback" not in result.stderr, result.stderr
     return result
 
