@@ -28,6 +28,8 @@ def test_show_posts_each_standing_message_privately_with_working_buttons(room): 
     ts, _ = room.standing(channel, "roster")
     room.send.click(claim, "U1", channel)
     room.fake.wait_for("chat.update", predicate=lambda c: c.params["ts"] == ts)
+    room.fake.wait_for("chat.postMessage", predicate=lambda c: "now holds" in c.params.get("text", ""))
+    room.settle()
     legal = next(line for line in texts(room.messages(channel)[ts]).splitlines() if "Legal" in line)
     assert "<@U1>" in legal, legal
 
