@@ -94,3 +94,17 @@ def test_no_environment_variable_is_read_that_help_does_not_name():
         read |= set(re.findall(r"""(?:environ(?:\.get)?\(|environ\[|getenv\()\s*["']([A-Z_]+)["']""",
                                path.read_text(encoding="utf-8")))
     assert read and read <= named, read - named
+
+
+def test_commands_started_in_one_folder_share_its_crisisbot_db(tmp_path):
+    """The README's promise: without DATABASE_URL, every command uses ./crisisbot.db of the folder it starts in."""
+    console = crisisbot("console", "--user", "alice", input="/crisis start sev2 Charger overheats\n",
+                        cwd=str(tmp_path))
+    assert console.returncode == 0, console.stderr
+    assert (tmp_path / "crisisbot.db").exists()
+    export = crisisbot("export", "CRISIS-1", cwd=str(tmp_path))
+    assert export.returncode == 0, export.stderr
+    assert export.stdout.startswith("# Retrospective of CRISIS-1: Charger overheats")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert crisisbot("export", "CRISIS-1", cwd=str(elsewhere)).returncode == 1
