@@ -149,6 +149,9 @@ class Console:
             except CommandInForm as typed:
                 self.say(self.t("console_form_command", line=typed.line))
                 typed_in_form = typed.line
+            except KeyboardInterrupt:  # Ctrl-C while an action runs: leave as at the prompt
+                self.say()
+                return 0
 
     def banner(self) -> str:
         db = self.core.db.url
