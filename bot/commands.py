@@ -13,7 +13,7 @@ from bot.playbook import DEADLINE_KINDS, INCIDENT_PHASES, Playbook
 MAX_TITLE = 150
 MAX_DESCRIPTION = 3000
 SUBCOMMANDS = ("start", "roles", "assign", "severity", "phase", "status", "resolve", "draft", "statements",
-               "update", "snooze", "close", "export", "archive", "help")
+               "update", "snooze", "close", "export", "archive", "help", "show")
 # Slack sends <@U123|name> when the command escapes users; the console and tests send @name.
 _USER = re.compile(r"^<@([A-Za-z0-9._-]+)(?:\|[^>]*)?>$|^@([A-Za-z0-9._-]+)$")
 _SEVERITY = re.compile(r"^(?:sev)?(\d+)$", re.IGNORECASE)

@@ -111,6 +111,11 @@ class Core(Drafting, Clocks, Closing):
             return s.scalar(select(Incident.id).where(
                 Incident.workspace_id == workspace, Incident.number == int(number)))
 
+    def channel_of(self, incident_id: int) -> str | None:
+        """The incident's channel id, or None while it is being opened."""
+        with self.db.transaction() as s:
+            return s.scalar(select(Incident.channel_id).where(Incident.id == incident_id))
+
     # -- start ---------------------------------------------------------------------------
 
     def start_incident(self, workspace: str, reporter: str, title: str, *, crisis_type: str | None = None,

@@ -299,3 +299,17 @@ class Drafting:
 
     def _statement_outcome(self, incident: Incident, statement: Statement, notices: list[str]):
         return self._outcome(incident, notices=notices, updates=[self.views.statement(incident, statement)])
+
+
+def check_field(form: DraftForm, field: FormField, value: str | None) -> str:
+    """One answer of the draft form as draft() will take it, or the refusal draft() would give for it;
+    for forms that check each field as it is typed (the console)."""
+    value = (value or "").strip()
+    if form.template == FREE:
+        return statements.check_text(value)
+    if not value and field.required:
+        raise Refusal("variable_missing", label=field.label, name=field.name)
+    if len(value) > field.max_length:
+        raise Refusal("variable_too_long", label=field.label, name=field.name, length=len(value),
+                      limit=field.max_length)
+    return value

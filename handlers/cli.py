@@ -9,6 +9,8 @@ import getpass
 import logging
 import os
 import sys
+import textwrap
+from importlib import metadata
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -25,25 +27,77 @@ class StartupError(Exception):
     """Something the person who runs crisisbot must fix; printed as one paragraph, no traceback."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crisisbot", description="Coordinates a social-media crisis team.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    console = sub.add_parser("console", help="run the bot in this terminal (SQLite by default)")
-    console.add_argument("--user", help="who you are in the console (default: your login name)")
-    slack = sub.add_parser("slack", help="serve Slack: HTTP on --port, or --socket-mode")
+# Which settings (bot/config.py) each command reads; `--help` lists them with their meaning.
+_CORE_VARIABLES = ("DATABASE_URL", "CRISISBOT_PLAYBOOK", "CRISISBOT_LANGUAGE")
+READS = {
+    "console": (*_CORE_VARIABLES, "USER"),
+    "slack": (*_CORE_VARIABLES, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_BASE_URL",
+              "PORT"),
+    "export": _CORE_VARIABLES,
+    "db": ("DATABASE_URL",),
+    "playbook": (),
+}
+_NOT_SETTINGS = {"USER": "your name in the console when --user is not given (default: your login name)"}
+
+
+def version() -> str:
+    try:
+        return metadata.version("crisisbot")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _variables(names=None) -> str:
+    """The environment variables, one a line with their meaning, for the end of a --help."""
+    meanings = {field.alias: field.description or "" for field in Settings.model_fields.values() if field.alias}
+    meanings.update(_NOT_SETTINGS)
+    names = [n for n in meanings if n not in _NOT_SETTINGS] if names is None else list(names)
+    if not names:
+        return "environment variables: none"
+    width = max(map(len, names))
+    indent = " " * (width + 4)
+    lines = [textwrap.fill(meanings[name], 79, initial_indent=f"  {name.ljust(width)}  ", subsequent_indent=indent)
+             for name in names]
+    return "environment variables:\n" + "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="crisisbot", description="Coordinates a social-media crisis team, in Slack or in this terminal.",
+        epilog=_variables() + "\n\n`crisisbot COMMAND --help` shows a command's options and what it reads.",
+        formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"crisisbot {version()}",
+                        help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog=_variables(READS[name]), formatter_class=formatter)
+
+    console = command("console", "run the bot in this terminal (SQLite in ./crisisbot.db by default)")
+    console.add_argument("--user", help="who you are in the console (default: $USER, your login name)")
+    slack = command("slack", "serve Slack: HTTP on --port, or --socket-mode")
     slack.add_argument("--port", type=int, help="HTTP port (default: $PORT, else 3000)")
-    slack.add_argument("--host", default="0.0.0.0")
-    slack.add_argument("--socket-mode", action="store_true", help="connect with SLACK_APP_TOKEN instead")
-    export = sub.add_parser("export", help="write an incident's retrospective with its whole timeline")
+    slack.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
+    slack.add_argument("--socket-mode", action="store_true",
+                       help="connect to Slack with SLACK_APP_TOKEN instead of serving HTTP")
+    export = command("export", "write an incident's retrospective with its whole timeline")
     export.add_argument("ref", help="the incident, e.g. CRISIS-3")
-    export.add_argument("--format", choices=["md", "json"], default="md")
+    export.add_argument("--format", choices=["md", "json"], default="md", help="Markdown (default) or JSON")
     export.add_argument("--workspace", help="the workspace, when several have an incident with this number")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    db = sub.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade"])
-    pb = sub.add_parser("playbook", help="playbook tools")
-    pb.add_argument("action", choices=["check"])
-    pb.add_argument("path")
+    db = command("db", "database maintenance")
+    db.add_argument("action", choices=["upgrade"],
+                    help="upgrade: bring the schema up to date (every start does it too)")
+    pb = command("playbook", "playbook tools")
+    pb.add_argument("action", choices=["check"], help="check: report every problem of a playbook with its line")
+    pb.add_argument("path", help="the playbook YAML file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING if args.command in ("console", "export") else logging.INFO,
@@ -129,7 +183,7 @@ def run_console(settings: Settings, user: str | None) -> int:
             raise EOFError
         return line.rstrip("\n")
 
-    console = Console(core, name, read=read, echo=not interactive)
+    console = Console(core, name, read=read, echo=not interactive, playbook_path=settings.playbook)
     if not interactive:
         return console.run()
     # At a terminal, reminders must appear while the user thinks, not only when they press Enter.

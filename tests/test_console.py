@@ -23,8 +23,11 @@ TABLES = {"incidents", "role_assignments", "checklist_items", "timeline_events",
 # --- helpers ------------------------------------------------------------------------------------
 
 
+CTRL_D = object()  # a script line that is Ctrl-D at a terminal: the end of input for that one read
+
+
 class Session:
-    """A console whose input is a script; a line may be a function of the output so far."""
+    """A console whose input is a script; a line may be a function of the output so far, or CTRL_D."""
 
     def __init__(self, core: Core, user: str = "alice"):
         self.out = io.StringIO()
@@ -37,6 +40,8 @@ class Session:
             raise EOFError
         self.read_count += 1
         line = self.lines.pop(0)
+        if line is CTRL_D:
+            raise EOFError
         return line(self.out.getvalue()) if callable(line) else line
 
     def run(self, *lines) -> int:
@@ -74,12 +79,12 @@ def after(text: str, marker: str) -> str:
     return text.split(f"> {marker}", 1)[1]
 
 
-def crisisbot(*args: str, input: str = "", **env: str) -> subprocess.CompletedProcess:
+def crisisbot(*args: str, input: str = "", cwd: str | None = None, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("DATABASE_URL", "CRISISBOT_PLAYBOOK", "CRISISBOT_LANGUAGE")}
     environment.update(env)
     result = subprocess.run(["crisisbot", *args], input=input, env=environment, capture_output=True,
-                            text=True, timeout=60, check=False)
+                            text=True, timeout=60, check=False, cwd=cwd)
     assert "Traceback" not in result.stdout and "Traceback" not in result.stderr, result.stderr
     return result
 

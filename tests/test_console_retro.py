@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.core import Core
 from handlers.console import WORKSPACE
-from tests.test_console import claim_button, last_number
+from tests.test_console import CTRL_D, claim_button, last_number
 from tests.test_console_statements import Terminal
 
 PRIVATE = "[only you see this] "
@@ -86,12 +86,12 @@ def test_close_lessons_export_and_archive(core, clock, tmp_path, monkeypatch):
         button("What went well"), "Bob took Legal within a minute",
         "/as bob", button("What to improve"), "Nobody posted the status update at 03:00",
         "/as alice", button("Add action item"), "Write a FAQ for chargers", "@carol",
-        button("Add action item"), "   ",                         # no text: refused before the owner is asked
+        button("Add action item"), "   ", CTRL_D,                 # no text: refused before the owner is asked
         button("Export"),
         counting(core, counts, "/crisis export"),
         "/as bob", button("Archive channel"),                     # only the lead archives
         "/as alice", remember("What to improve", keep, "stale"), button("Archive channel"),
-        lambda _: keep["stale"], "Archive sooner",                # a lesson from the old summary
+        lambda _: keep["stale"],                                  # a lesson from the old summary
         "/crisis close",
     )
     text = terminal.text
@@ -203,10 +203,9 @@ def test_close_lessons_export_and_archive(core, clock, tmp_path, monkeypatch):
     assert "• Write a FAQ for chargers: @carol" in final  # the lessons stay
     assert out.rstrip("\n").endswith(f"  (#{CHANNEL} is archived)")
 
-    # A lesson typed into the old summary's button afterwards is refused; nothing is reprinted.
+    # The old summary's lesson button afterwards is refused before the lesson is asked; nothing is reprinted.
     assert late_lesson[0] == keep["stale"]
-    assert late_lesson[1] == ("What should we do differently? Archive sooner\n" + PRIVATE
-                              + "The channel of CRISIS-1 is archived; lessons can no longer be added.\n")
+    assert late_lesson[1] == PRIVATE + "The channel of CRISIS-1 is archived; lessons can no longer be added.\n"
     assert privately(close_archived[1])[0].startswith("CRISIS-1 was already closed by @alice at 2026-11-22 03:40 UTC")
     assert "Archive sooner" not in Path(path).read_text(encoding="utf-8")
     assert [e.kind for e in core.timeline(core.incident_by_ref(WORKSPACE, "CRISIS-1"))].count("lesson.added") == 3

@@ -8,7 +8,7 @@ import re
 
 from bot.core import Core
 from handlers.console import WORKSPACE
-from tests.test_console import Session, after, claim_button
+from tests.test_console import CTRL_D, Session, after, claim_button
 
 PRIVATE = "[only you see this] "
 START = "/crisis start sev1 data-leak Customer list online"
@@ -73,6 +73,7 @@ def test_draft_approve_in_order_and_publish(core):
     terminal = Terminal(core)
     code = terminal.run(*staffed(
         "/crisis draft holding-statement", "", "by 3 pm today",   # Enter keeps the incident's title
+        "",                                                       # Enter posts the previewed draft
         "/as carol", statement_button("Approve"),                 # comms may not jump the queue
         "/as dave", statement_button("Approve"),                  # the author, who holds no Legal either
         "/as bob", statement_button("Approve"),                   # legal: step 1 of 2
@@ -80,15 +81,16 @@ def test_draft_approve_in_order_and_publish(core):
         "/as carol", statement_button("Approve"),                 # comms: step 2 of 2
         "/as dave", remember("Mark published", pressed), statement_button("Mark published"), "Instagram",
         "https://instagram.com/p/1",
-        lambda _: pressed["Mark published"], "Instagram", "",     # pressed again, from the old screen
+        lambda _: pressed["Mark published"],                      # pressed again, from the old screen
         "/crisis statements",
     ))
     text = terminal.text
     assert code == 0 and "Traceback" not in text
 
-    # The questions of the template, with the prefill offered as the example.
+    # The questions of the template; Enter keeps the prefill, which does not read as an example.
     drafted = after(text, "/crisis draft holding-statement")
-    assert "What people are talking about (e.g. Customer list online): \n" in drafted
+    assert ("What people are talking about (e.g. reports that our X200 blender overheats) "
+            "[Enter keeps: Customer list online]: \n") in drafted
     assert "When the next update follows (optional) (e.g. by 3 pm today) [optional]: by 3 pm today\n" in drafted
     assert "📝 @dave drafted statement 1 (Holding statement – we are on it). Please review: @bob\n" in drafted
     first = last_statement(drafted.split("> /as carol")[0])
@@ -140,7 +142,7 @@ def test_draft_approve_in_order_and_publish(core):
     assert "version 1 · for public · published · drafted by @dave" in final
     assert "  📣 Published by @dave at 2026-11-22 02:00 UTC on Instagram: https://instagram.com/p/1" in final
     assert "[" not in final.split("We are aware", 1)[1]  # no buttons left
-    # Pressing the old Mark published again counts once.
+    # Pressing the old Mark published again counts once, and asks nothing.
     assert privately(published.split("https://instagram.com/p/1.\n", 1)[1].split("> /crisis statements")[0]) \
         == ["Statement 1 is already marked as published."]
 
@@ -170,7 +172,7 @@ def test_an_edit_makes_version_2_and_resets_approvals(core):
     old = {}
     terminal = Terminal(core)
     terminal.run(*staffed(
-        "/crisis draft holding-statement", "", "",
+        "/crisis draft holding-statement", "", "", "",
         remember("Approve", old), "/as bob", statement_button("Approve"),
         "/as carol", statement_button("Edit"), "We know a customer list was online.\\nWe are sorry.",
         lambda _: old["Approve"],                            # version 1's button, on a screen not refreshed
@@ -229,11 +231,9 @@ def test_request_changes_needs_a_reason(core):
     seen = {}
     terminal = Terminal(core)
     terminal.run(*staffed(
-        "/crisis draft holding-statement", "", "",
-        remember("Approve", seen), "/as bob", statement_button("Request changes"), "   ",
-        statement_button("Request changes"), "Say sorry first.",
-        statement_button("Reject"), "",
-        statement_button("Reject"), "Wrong facts.",
+        "/crisis draft holding-statement", "", "", "",
+        remember("Approve", seen), "/as bob", statement_button("Request changes"), "   ", "Say sorry first.",
+        statement_button("Reject"), "", "Wrong facts.",     # an empty reason is asked again
         "/as carol", lambda _: seen["Approve"],              # from a screen not yet refreshed
     ))
     text = after(terminal.text, "/crisis draft holding-statement")
@@ -260,8 +260,8 @@ def test_request_changes_needs_a_reason(core):
 
 def test_draft_without_a_template_asks_which(core):
     terminal = Terminal(core)
-    terminal.run(START, "/crisis draft", "apology", "Yesterday's export was public.", "We closed it.",
-                 "/crisis draft", "", "Our own words & <!here> stay text.")
+    terminal.run(START, "/crisis draft", "apology", "Yesterday's export was public.", "We closed it.", "",
+                 "/crisis draft", "", "Our own words & <!here> stay text.", "")
     text = terminal.text
     asked = after(text, "/crisis draft")
     # Only templates that fit a data leak, then the free statement.
@@ -311,17 +311,17 @@ def test_an_unknown_template_is_answered_privately(core):
 
 def test_missing_and_too_long_values_are_refused_and_change_nothing(core):
     terminal = Terminal(core)
-    terminal.run(START,
-                 "/crisis draft apology", "   ", "We closed it.",
-                 "/crisis draft apology", "x" * 91, "We closed it.",
-                 "/crisis draft free", "  ", "/crisis statements")
+    terminal.run(START,  # each refused answer is asked again; Ctrl-D then cancels the form
+                 "/crisis draft apology", "   ", CTRL_D,
+                 "/crisis draft apology", "x" * 91, CTRL_D,
+                 "/crisis draft free", "  ", CTRL_D, "/crisis statements")
     text = terminal.text
     assert privately(text.split("> /crisis statements")[0].split(START, 1)[1])[1:] == [
         "“What went wrong, in one or two sentences” is required for this template.",
         "“What went wrong, in one or two sentences” has 91 characters; this template allows 90.",
         "The statement has no text.",
     ]
-    assert "drafted statement" not in text
+    assert "drafted statement" not in text and text.count("Form cancelled; nothing was saved.") == 3
     assert PRIVATE + "CRISIS-1 has no statements yet." in after(text, "/crisis statements")
 
 
@@ -329,10 +329,11 @@ def test_missing_and_too_long_values_are_refused_and_change_nothing(core):
 
 
 def test_end_of_input_at_a_form_question_ends_the_session(core):
-    """Ctrl-D (or the end of a piped script) at the command prompt leaves cleanly; at a question it raises."""
+    """The end of a piped script in a form cancels the form; at the command prompt it leaves cleanly."""
     terminal = Terminal(core)
     assert terminal.run(START, "/crisis draft holding-statement") == 0
     assert "drafted statement" not in terminal.text
+    assert terminal.text.rstrip("\n").endswith("Form cancelled; nothing was saved.")
 
 
 def test_a_form_question_leaves_room_for_the_answer(core):

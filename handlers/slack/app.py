@@ -163,6 +163,9 @@ class SlackBot:
         if command.name == "export":
             await self.export(incident_id, body.get("channel_id"), respond)
             return
+        if command.name == "show":
+            await self.show(incident_id, body)
+            return
         if command.name == "roles":
             message = await asyncio.to_thread(core.roster, incident_id)
             await respond(text=message.text, blocks=to_blocks(message, incident_id),
@@ -172,6 +175,13 @@ class SlackBot:
         if outcome.private:
             await self._tell(respond, outcome.private)
         await self.publisher.apply(outcome)
+
+    async def show(self, incident_id: int, body: dict) -> None:
+        """/crisis show: each standing message again as it is now, privately, with working buttons."""
+        for message in await asyncio.to_thread(self.core.standing_messages, incident_id):
+            if message.place == "incident":
+                await self.client.chat_postEphemeral(channel=body.get("channel_id"), user=body.get("user_id"),
+                                                     text=message.text, blocks=to_blocks(message, incident_id))
 
     # -- starting an incident ----------------------------------------------------------------
 
