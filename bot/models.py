@@ -231,6 +231,9 @@ class Deadline(Base):
     state: Mapped[str] = mapped_column(String(12), default="open")  # open, met, missed, cancelled
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Why a cancelled deadline stopped: "resolved" (the incident was resolved) or "severity" (the new
+    # severity has no such deadline). Recorded when it happens; times are never compared to find out.
+    close_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     snoozed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     snooze_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     snooze_seconds: Mapped[int] = mapped_column(Integer, default=0)  # kept when a severity change recalculates
