@@ -193,7 +193,8 @@ class StatementVersion(Base):
     number: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     values: Mapped[dict] = mapped_column(JSON, default=dict)
-    # The approval steps as the policy gave them when this version was made: [{roles, mode}, …]
+    # The approval steps as the policy gave them when this version was made: [{roles, mode}, …];
+    # allow_same_approver: true on each step when the policy lets one person approve several steps.
     steps: Mapped[list] = mapped_column(JSON, default=list)
     author_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

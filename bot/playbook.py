@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
 
 from bot.durations import format_duration, parse_duration
 
@@ -154,6 +154,10 @@ class ApprovalPolicy(_Model):
     steps: list[ApprovalStep] = Field(min_length=1, max_length=10)
     # Stricter (or lighter) steps at some severities, e.g. legal first at sev1.
     severities: dict[int, Annotated[list[ApprovalStep], Field(min_length=1, max_length=10)]] = {}
+    # Four eyes: one person approves at most one step of a version, even holding the roles of
+    # several. `true` lets one person approve several steps (a small team's explicit choice);
+    # whoever wrote any version of a statement may still never approve it.
+    allow_same_approver: StrictBool = False
 
     def steps_at(self, severity: int) -> list[ApprovalStep]:
         return self.severities.get(severity, self.steps)
@@ -421,6 +425,9 @@ def _check_statements(pb: Playbook, levels, roles, types) -> list[tuple[tuple, s
                 out.append(((*where, "severities", level), f"severity {level} is not defined under severities"))
         step_lists = [((*where, "steps"), policy.steps)] + [
             ((*where, "severities", level), steps) for level, steps in policy.severities.items()]
+        if policy.allow_same_approver and all(len(steps) < 2 for _, steps in step_lists):
+            out.append(((*where, "allow_same_approver"), f"policy {name!r} has a single step at every severity, "
+                                                         "so allow_same_approver changes nothing; remove it"))
         for loc, steps in step_lists:
             for si, step in enumerate(steps):
                 for ri, role in enumerate(step.roles):
