@@ -72,6 +72,8 @@ class ChecklistItem(_Model):
     key: Key
     title: Localized
     owner: Key
+    # Work that follows the crisis (the debrief, the lessons): its buttons stay from resolve until close.
+    after_resolve: StrictBool = False
 
 
 class Step(_Model):
@@ -224,6 +226,10 @@ class Playbook(_Model):
 
     def step_of(self, item_key: str) -> Step | None:
         return next((s for s, i in self.items() if i.key == item_key), None)
+
+    def after_resolve(self, item_key: str) -> bool:
+        """Whether the playbook marks this checklist item as done after resolve (until close)."""
+        return any(i.after_resolve for _, i in self.items() if i.key == item_key)
 
 
 @dataclass(frozen=True)
