@@ -84,8 +84,9 @@ class Clocks:
         return next((d for d in incident.deadlines if d.kind == kind and d.state == "open"), None)
 
     def _close(self, s: Session, incident: Incident, deadline: Deadline, state: str, user: str | None,
-               keep: int | None = None) -> None:
+               keep: int | None = None, reason: str | None = None) -> None:
         deadline.state, deadline.closed_at, deadline.closed_by = state, self.clock(), user
+        deadline.close_reason = reason
         s.execute(update(Reminder).where(Reminder.deadline_id == deadline.id, Reminder.state == "pending",
                                          Reminder.id != (keep or 0)).values(state="cancelled"))
 
@@ -108,7 +109,7 @@ class Clocks:
         for deadline in [d for d in incident.deadlines if d.state == "open"]:
             rule = self._rule(incident.severity, deadline.kind)
             if rule is None:
-                self._close(s, incident, deadline, "cancelled", None)
+                self._close(s, incident, deadline, "cancelled", None, reason="severity")
                 continue
             deadline.due_at = deadline.starts_at + self._length(rule, deadline.kind) + timedelta(
                 seconds=deadline.snooze_seconds or 0)
@@ -119,7 +120,7 @@ class Clocks:
 
     def _stop_live_clocks(self, s: Session, incident: Incident, user: str) -> None:
         for deadline in [d for d in incident.deadlines if d.state == "open" and d.kind in LIVE]:
-            self._close(s, incident, deadline, "cancelled", user)
+            self._close(s, incident, deadline, "cancelled", user, reason="resolved")
         self._open_deadline(s, incident, "review", self.clock())
 
     # -- actions -----------------------------------------------------------------------------

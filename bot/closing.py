@@ -44,8 +44,10 @@ class Closing:
             if after:
                 s.add(Reminder(deadline_id=None, incident_id=incident.id, kind="archive", due_at=now + after))
             notice = self.say("closed_notice", incident.language, ref=incident.ref, by=mention(user))
+            # After-resolve items lose their buttons now; what is still open counts as left open.
             return self._outcome(incident, notices=[notice], topic=True,
-                                 updates=[self.views.header(incident), *self._summary(s, incident)])
+                                 updates=[self.views.header(incident), *self.views.after_resolve_steps(incident),
+                                          *self._summary(s, incident)])
 
     def add_lesson(self, incident_id: int, user: str, kind: str, text: str, owner: str | None = None):
         text, owner = check_lesson(kind, text, owner)

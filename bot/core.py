@@ -267,8 +267,11 @@ class Core(Drafting, Clocks, Closing):
         if state is None:
             raise Refusal("malformed_request")
         with self.db.transaction() as s:
-            incident = self._load_live(s, incident_id)
+            incident = self._load(s, incident_id)
             item = next((i for i in incident.items if i.key == item_key), None)
+            if not incident.live and not (item is not None and self.views.clickable(incident, item)):
+                # Resolved: refused, unless the playbook has the item done after resolve (until close).
+                raise Refusal("incident_resolved", ref=incident.ref)
             if item is None:
                 raise Refusal("unknown_item", given=item_key)
             if not permissions.may_change_item(incident, user, item, self.playbook.lead_role):
@@ -352,10 +355,12 @@ class Core(Drafting, Clocks, Closing):
             incident.phase, incident.resolved_at = "resolved", now
             self._event(s, incident, user, "incident.resolved", previous=before)
             self._stop_live_clocks(s, incident, user)
-            open_items = sum(1 for i in incident.items if i.state == "open")
+            later = [i.title for i in incident.items if i.state == "open" and self.playbook.after_resolve(i.key)]
+            open_items = sum(1 for i in incident.items if i.state == "open") - len(later)
             notice = self.say("resolved", incident.language, ref=incident.ref, by=mention(user),
                               duration=now - incident.created_at, open_items=open_items)
-            out = self._outcome(incident, notices=[notice], topic=True, updates=self.views.standing(incident))
+            notices = [notice, self.say("after_resolve_open", incident.language, items=later)] if later else [notice]
+            out = self._outcome(incident, notices=notices, topic=True, updates=self.views.standing(incident))
             if self.playbook.severity_by_level[incident.severity].announce:
                 out.announcement = self.say("announce_resolved", incident.language, ref=incident.ref,
                                             title=incident.title, by=mention(user),

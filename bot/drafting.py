@@ -160,6 +160,14 @@ class Drafting:
                               roles=", ".join(self.views.role_label(incident, r) for r in step.missing_roles()))
             if user == version.author_id:
                 raise Refusal("four_eyes", number=number, version=version.number)
+            if user in statements.authors(statement.versions):
+                # Someone else's edit, however small, does not make the drafter a second pair of eyes.
+                raise Refusal("four_eyes_earlier_version", number=number, version=version.number,
+                              wrote=max(v.number for v in statement.versions if v.author_id == user))
+            earlier = statements.approved_other_step(version.steps, self._approvals(version), user, step.index)
+            if earlier is not None:
+                raise Refusal("four_eyes_one_step", number=number, version=version.number, step=earlier + 1,
+                              open_step=step.index + 1)
         else:
             allowed = {r for st in states for r in st.roles} | {self.playbook.lead_role}
             role = next((r for r in user_roles if r in allowed), None)
@@ -266,9 +274,12 @@ class Drafting:
                      values: dict) -> StatementVersion:
         template = self.playbook.statement_by_key.get(statement.template_key or "")
         steps = statements.policy_steps(self.playbook, template, incident.severity)
+        # The policy's opt-out of "one step per person" is kept with the version, as its steps are.
+        same = {"allow_same_approver": True} if statements.allows_same_approver(self.playbook, template) else {}
         version = StatementVersion(
             number=len(statement.versions) + 1, text=text, values=dict(values), author_id=user,
-            created_at=self.clock(), steps=[{"roles": list(step.roles), "mode": step.mode} for step in steps])
+            created_at=self.clock(),
+            steps=[{"roles": list(step.roles), "mode": step.mode, **same} for step in steps])
         statement.versions.append(version)
         return version
 
@@ -284,17 +295,22 @@ class Drafting:
             raise Refusal("old_version", number=number, version=version_number, current=statement.current.number)
         return statement, statement.current
 
+    def _approvals(self, version: StatementVersion) -> list[statements.Decision]:
+        return [statements.Decision(d.step, d.role, d.user_id) for d in version.decisions if d.kind == "approve"]
+
     def _progress(self, version: StatementVersion) -> list[statements.StepState]:
-        approvals = [statements.Decision(d.step, d.role, d.user_id) for d in version.decisions
-                     if d.kind == "approve"]
-        return statements.progress(version.steps, approvals)
+        return statements.progress(version.steps, self._approvals(version))
 
     def _approvers(self, incident: Incident, version: StatementVersion) -> list:
-        """Mentions of the people who can approve the open step now (never the version's author)."""
+        """Mentions of the people who can approve the open step now: none of its authors, nor (unless the
+        policy allows it) anyone who approved another step of this version."""
         step = statements.current_step(self._progress(version))
         if step is None:
             return []
-        users = [u for role in step.missing_roles() for u in incident.holders(role) if u != version.author_id]
+        barred = statements.authors(version.statement.versions)
+        approvals = self._approvals(version)
+        users = [u for role in step.missing_roles() for u in incident.holders(role) if u not in barred
+                 and statements.approved_other_step(version.steps, approvals, u, step.index) is None]
         return [mention(u) for u in dict.fromkeys(users)]
 
     def _statement_outcome(self, incident: Incident, statement: Statement, notices: list[str]):

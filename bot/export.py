@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 
@@ -56,8 +56,32 @@ def quote(value: str) -> Markdown:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(resources.files("templates"))), undefined=StrictUndefined,
                       finalize=md, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters.update(time=format_time, span=format_span, quote=quote)
+    env.filters.update(time=format_time, span=format_span, quote=quote, stamp=_stamp, at=_at, seconds=_seconds,
+                       written=Markdown)  # a macro's output: its values are escaped already
     return env
+
+
+def _stamp(value: datetime) -> str:
+    """A timeline entry's time, to the second: events of one minute keep their order for a reader."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _at(value: object) -> str:
+    """A time kept in an event as ISO 8601 text, as people read times elsewhere in the file."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    try:
+        return format_time(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return str(value or "")
+
+
+def _seconds(value: object) -> str:
+    """A number of seconds kept in an event (early_by_seconds) as a span: 4 d 23 h, 13 min."""
+    try:
+        return format_span(timedelta(seconds=abs(int(value))))
+    except (TypeError, ValueError, OverflowError):
+        return ""
 
 
 class Labels:
@@ -84,6 +108,11 @@ class Labels:
     def step(self, key: str) -> str:
         step = next((s for s in self.playbook.checklist if s.key == key), None)
         return self._loc(step.name, key) if step else key
+
+    def template(self, key: str | None) -> str:
+        """A statement template by its title, as the team knows it, not by its key."""
+        template = self.playbook.statement_by_key.get(key or "")
+        return self._loc(template.title, key or "") if template else (key or "")
 
     def who(self, user: str | None) -> str:
         if not user:

@@ -1,7 +1,8 @@
 """Platform-neutral messages: what to show and which buttons, never how a platform draws it.
 
 Text uses a small shared markup that Slack reads as is and the other handlers translate:
-``*bold*``, ``<@user>``, ``<#channel>``, and ``&amp; &lt; &gt;`` for literal characters.
+``*bold*``, ``<@user>``, ``<#channel>``, and ``&amp; &lt; &gt;`` for literal characters;
+``<+user>`` names a person without pinging them (bot.texts.person), for broad channels.
 """
 
 from __future__ import annotations

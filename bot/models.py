@@ -193,7 +193,8 @@ class StatementVersion(Base):
     number: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     values: Mapped[dict] = mapped_column(JSON, default=dict)
-    # The approval steps as the policy gave them when this version was made: [{roles, mode}, …]
+    # The approval steps as the policy gave them when this version was made: [{roles, mode}, …];
+    # allow_same_approver: true on each step when the policy lets one person approve several steps.
     steps: Mapped[list] = mapped_column(JSON, default=list)
     author_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -231,6 +232,9 @@ class Deadline(Base):
     state: Mapped[str] = mapped_column(String(12), default="open")  # open, met, missed, cancelled
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Why a cancelled deadline stopped: "resolved" (the incident was resolved) or "severity" (the new
+    # severity has no such deadline). Recorded when it happens; times are never compared to find out.
+    close_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     snoozed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     snooze_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     snooze_seconds: Mapped[int] = mapped_column(Integer, default=0)  # kept when a severity change recalculates

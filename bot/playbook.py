@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
 
 from bot.durations import format_duration, parse_duration
 
@@ -72,6 +72,8 @@ class ChecklistItem(_Model):
     key: Key
     title: Localized
     owner: Key
+    # Work that follows the crisis (the debrief, the lessons): its buttons stay from resolve until close.
+    after_resolve: StrictBool = False
 
 
 class Step(_Model):
@@ -154,6 +156,10 @@ class ApprovalPolicy(_Model):
     steps: list[ApprovalStep] = Field(min_length=1, max_length=10)
     # Stricter (or lighter) steps at some severities, e.g. legal first at sev1.
     severities: dict[int, Annotated[list[ApprovalStep], Field(min_length=1, max_length=10)]] = {}
+    # Four eyes: one person approves at most one step of a version, even holding the roles of
+    # several. `true` lets one person approve several steps (a small team's explicit choice);
+    # whoever wrote any version of a statement may still never approve it.
+    allow_same_approver: StrictBool = False
 
     def steps_at(self, severity: int) -> list[ApprovalStep]:
         return self.severities.get(severity, self.steps)
@@ -220,6 +226,10 @@ class Playbook(_Model):
 
     def step_of(self, item_key: str) -> Step | None:
         return next((s for s, i in self.items() if i.key == item_key), None)
+
+    def after_resolve(self, item_key: str) -> bool:
+        """Whether the playbook marks this checklist item as done after resolve (until close)."""
+        return any(i.after_resolve for _, i in self.items() if i.key == item_key)
 
 
 @dataclass(frozen=True)
@@ -421,6 +431,9 @@ def _check_statements(pb: Playbook, levels, roles, types) -> list[tuple[tuple, s
                 out.append(((*where, "severities", level), f"severity {level} is not defined under severities"))
         step_lists = [((*where, "steps"), policy.steps)] + [
             ((*where, "severities", level), steps) for level, steps in policy.severities.items()]
+        if policy.allow_same_approver and all(len(steps) < 2 for _, steps in step_lists):
+            out.append(((*where, "allow_same_approver"), f"policy {name!r} has a single step at every severity, "
+                                                         "so allow_same_approver changes nothing; remove it"))
         for loc, steps in step_lists:
             for si, step in enumerate(steps):
                 for ri, role in enumerate(step.roles):

@@ -270,11 +270,19 @@ def _deadline(deadline: Deadline, timeline: tuple[Moment, ...], mine: list[Remin
     return DeadlineResult(
         kind=deadline.kind, starts_at=deadline.starts_at, due_at=deadline.due_at, state=deadline.state,
         closed_at=deadline.closed_at, early_by=early, late_by=late, done_late_at=done_late,
-        stopped_at_resolve=deadline.state == "cancelled" and deadline.closed_at == incident.resolved_at,
+        stopped_at_resolve=deadline.state == "cancelled" and _stopped_by_resolve(deadline),
         snoozed_by=deadline.snoozed_by, snooze_reason=deadline.snooze_reason,
         snoozed_for=timedelta(seconds=deadline.snooze_seconds) if deadline.snoozed_by else None,
         reminders_sent=sum(1 for r in mine if r.kind == "remind"),
         escalations=tuple(sorted(r.sent_at for r in mine if r.kind == "escalate" and r.sent_at)))
+
+
+def _stopped_by_resolve(deadline: Deadline) -> bool:
+    """Resolve records why it stopped a deadline; a row from before that is told by its signature:
+    resolve closed it in someone's name, a severity change in nobody's."""
+    if deadline.close_reason is not None:
+        return deadline.close_reason == "resolved"
+    return deadline.closed_by is not None
 
 
 def _done_after(deadline: Deadline, timeline: tuple[Moment, ...], incident: Incident,

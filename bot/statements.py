@@ -146,6 +146,30 @@ def policy_steps(playbook: Playbook, template: StatementTemplate | None, severit
     return policy.steps_at(severity)
 
 
+def allows_same_approver(playbook: Playbook, template: StatementTemplate | None) -> bool:
+    """Whether the policy explicitly lets one person approve several steps of a version."""
+    key = template.approval if template else playbook.free_statement_policy
+    policy = playbook.approval_policies.get(key) if key else None
+    return bool(policy and policy.allow_same_approver)
+
+
+def authors(versions) -> set[str]:
+    """Everyone who wrote a version of a statement: none of them may approve any of it."""
+    return {v.author_id for v in versions}
+
+
+def one_step_each(steps: list[dict]) -> bool:
+    """Four eyes across steps: unless the version's policy opted out, a person approves one step only."""
+    return not any(step.get("allow_same_approver") for step in steps)
+
+
+def approved_other_step(steps: list[dict], approvals: list[Decision], user: str, step: int) -> int | None:
+    """The earlier step this user approved, when one person may approve only one step of a version."""
+    if not one_step_each(steps):
+        return None
+    return next((d.step for d in approvals if d.user == user and d.step != step), None)
+
+
 def progress(steps: list[dict], approvals: list[Decision]) -> list[StepState]:
     """Where each step stands. Steps run in order: an approval only ever counts for its own step."""
     out = []

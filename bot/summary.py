@@ -13,7 +13,7 @@ from bot.closing import LESSON_KINDS
 from bot.messages import Actions, Button, Context, Message, Section
 from bot.models import Incident
 from bot.retrospective import BOT, Retrospective
-from bot.texts import mention
+from bot.texts import mention, person
 from bot.views import Views
 
 SECTION = 2900   # characters a section may take, under Slack's 3000
@@ -50,7 +50,9 @@ class Summary:
         if announce:
             where = Context(self.t(incident, "retro_announce_footer", channel=self.views.channel(incident),
                                    archived=retro.archived_at is not None))
-            copy = (*blocks[:-1], Section(self.lessons(incident, retro, here=False)), where)
+            # A broad channel: people are named, not mentioned, so the copy pings nobody.
+            copy = (*self.blocks(incident, retro, who=person),
+                    Section(self.lessons(incident, retro, here=False, who=person)), where)
             out.append(Message("retrospective:announce", title, copy, place="announcement"))
         return out
 
@@ -65,23 +67,24 @@ class Summary:
             Button("retro.archive", self.t(incident, "btn_archive"), "now", "danger"),
         ))]
 
-    def blocks(self, incident: Incident, retro: Retrospective) -> list:
+    def blocks(self, incident: Incident, retro: Retrospective, who: Callable = mention) -> list:
+        """The summary's sections; `who` writes a person (mention pings, person only names)."""
         views = self.views
         sev = lambda level: views.severity_label(incident, level)  # noqa: E731
         day = retro.started_at.date()
         head = self.t(incident, "retro_head", ref=retro.ref, title=retro.title, severity=sev(retro.severity),
                       first_severity=sev(retro.first_severity), crisis_type=views.type_label(incident),
                       started=retro.started_at, resolved=retro.resolved_at, closed=retro.closed_at,
-                      closed_by=mention(retro.closed_by) if retro.closed_by else None)
+                      closed_by=who(retro.closed_by) if retro.closed_by else None)
         figures = self.t(incident, "retro_figures", acknowledge=retro.time_to_acknowledge,
                          first_statement=retro.time_to_first_statement, resolve=retro.time_to_resolve,
                          met=retro.met, missed=retro.missed, deadlines=len(retro.deadlines))
-        moments = [self._moment(incident, m) for m in retro.moments]
+        moments = [self._moment(incident, m, who) for m in retro.moments]
         blocks = [Section(head), Section(figures),
                   Section(fit(lambda n: self.t(incident, "retro_moments", rows=moments[:n], more=len(moments) - n,
                                                day=day), len(moments)))]
         deadlines = [(d.kind, d.due_at, d.state, d.early_by, d.late_by, d.done_late_at,
-                      mention(d.snoozed_by) if d.snoozed_by else None, d.snooze_reason, d.snoozed_for,
+                      who(d.snoozed_by) if d.snoozed_by else None, d.snooze_reason, d.snoozed_for,
                       d.reminders_sent, len(d.escalations), d.stopped_at_resolve) for d in retro.deadlines]
         # Missed and snoozed deadlines first: those are what a review talks about.
         deadlines.sort(key=lambda d: (d[2] != "missed", d[6] is None))
@@ -89,34 +92,34 @@ class Summary:
             blocks.append(Section(fit(lambda n: self.t(incident, "retro_deadlines", rows=deadlines[:n],
                                                        more=len(deadlines) - n, day=day), len(deadlines))))
         steps = [(self._step_name(incident, st.key), views.phase_label(incident, st.phase) if st.phase else "",
-                  len(st.of("done")), [(i.title, mention(i.by) if i.by else None) for i in st.of("skipped")],
+                  len(st.of("done")), [(i.title, who(i.by) if i.by else None) for i in st.of("skipped")],
                   [(i.title, views.role_label(incident, i.owner_role)) for i in st.of("open")])
                  for st in retro.checklist]
         blocks.append(Section(fit(lambda n: self.t(incident, "retro_checklist", steps=steps, limit=n),
                                   max((len(s[3]) + len(s[4]) for s in steps), default=0), start=24)))
         if retro.statements:
-            rows = [self._statement(incident, st) for st in retro.statements]
+            rows = [self._statement(incident, st, who) for st in retro.statements]
             blocks.append(Section(fit(lambda n: self.t(incident, "retro_statements", rows=rows[:n],
                                                        more=len(rows) - n, day=day), len(rows))))
-        roles = [(views.role_label(incident, r.role), mention(r.user), r.started_at, r.ended_at) for r in retro.roles]
-        people = [(mention(p.user), p.actions) for p in retro.participants]
-        changes = [(c.at, mention(c.by), sev(c.previous), sev(c.severity)) for c in retro.severity_changes]
+        roles = [(views.role_label(incident, r.role), who(r.user), r.started_at, r.ended_at) for r in retro.roles]
+        people = [(who(p.user), p.actions) for p in retro.participants]
+        changes = [(c.at, who(c.by), sev(c.previous), sev(c.severity)) for c in retro.severity_changes]
         blocks.append(Section(fit(lambda n: self.t(
             incident, "retro_people", roles=roles[:n], more_roles=_more(roles, n), people=people[:n],
             more_people=_more(people, n), changes=changes[:n], more_changes=_more(changes, n), day=day),
             max(len(roles), len(people), len(changes)))))
         return blocks
 
-    def lessons(self, incident: Incident, retro: Retrospective, here: bool) -> str:
+    def lessons(self, incident: Incident, retro: Retrospective, here: bool, who: Callable = mention) -> str:
         """The lessons section; `here`: in the incident channel, above the buttons that add them."""
-        lessons = {kind: [(x.text, mention(x.owner) if x.owner else None, mention(x.author))
+        lessons = {kind: [(x.text, who(x.owner) if x.owner else None, who(x.author))
                           for x in retro.lessons if x.kind == kind] for kind in LESSON_KINDS}
         return fit(lambda n: self.t(
             incident, "retro_lessons", well=lessons["well"][:n], improve=lessons["improve"][:n],
             actions=lessons["action"][:n], more=sum(_more(v, n) for v in lessons.values()), here=here),
             max(len(v) for v in lessons.values()), start=20)
 
-    def _moment(self, incident: Incident, moment) -> tuple:
+    def _moment(self, incident: Incident, moment, who: Callable = mention) -> tuple:
         views, data = self.views, moment.data
         detail: dict = {}
         if moment.kind == "acknowledged":
@@ -131,18 +134,18 @@ class Summary:
             detail = {"number": data.get("statement"), "where": data.get("where")}
         elif moment.kind in ("deadline.missed", "deadline.snoozed"):
             detail = {"deadline": data.get("kind"), "reason": data.get("reason")}
-        actor = mention(moment.actor) if moment.actor and moment.actor != BOT else None
+        actor = who(moment.actor) if moment.actor and moment.actor != BOT else None
         return moment.at, actor, moment.kind, detail
 
-    def _statement(self, incident: Incident, st) -> tuple:
+    def _statement(self, incident: Incident, st, who: Callable = mention) -> tuple:
         views = self.views
         last = st.versions[-1]
         steps = [(s.index + 1, ", ".join(views.role_label(incident, r) for r in s.roles), s.took,
-                  [(mention(a.user), a.at) for a in s.approvals]) for s in last.steps]
+                  [(who(a.user), a.at) for a in s.approvals]) for s in last.steps]
         objections = sum(len(v.objections) for v in st.versions)
         return (st.number, st.title, st.audience, st.state, len(st.versions), steps, objections, st.published_at,
                 st.published_where, st.published_link, st.draft_to_publish,
-                mention(st.published_by) if st.published_by else None)
+                who(st.published_by) if st.published_by else None)
 
     def _step_name(self, incident: Incident, key: str) -> str:
         step = next((s for s in self.views.playbook.checklist if s.key == key), None)

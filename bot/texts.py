@@ -47,6 +47,27 @@ def mention(user_id: str) -> Trusted:
     return Trusted(f"<@{user_id}>")
 
 
+# A person named without a ping, for broad channels (the retrospective's announcement copy): the
+# neutral markup `<+user>`. No platform reads it as a mention; each handler writes the person's
+# name in its place (name_people), with the name it knows or, failing that, the id.
+_PERSON = re.compile(r"<\+([A-Za-z0-9._-]{1,80})>")
+
+
+def person(user_id: str) -> Trusted:
+    if not _ID.match(user_id or ""):
+        return Trusted(escape_chat(user_id))
+    return Trusted(f"<+{user_id}>")
+
+
+def people_in(text: str) -> set[str]:
+    return set(_PERSON.findall(text or ""))
+
+
+def name_people(text: str, names: dict[str, str]) -> str:
+    """Each `<+user>` as "@name" in plain text (escaped, so a name like "here" pings nobody either)."""
+    return _PERSON.sub(lambda m: escape_chat("@" + (names.get(m.group(1)) or m.group(1))), text)
+
+
 def channel_link(channel_id: str) -> Trusted:
     if not _ID.match(channel_id or ""):
         return Trusted(escape_chat(channel_id))

@@ -108,10 +108,19 @@ class Views:
         done = sum(1 for i in items if i.state != "open")
         title = self.t(incident, "step_title", name=self.loc(incident, step.name), done=done, total=len(items))
         blocks: list = [Section(title)]
-        live = incident.live
         for item in items:
-            blocks.extend(self._item_blocks(incident, item, live))
+            blocks.extend(self._item_blocks(incident, item, self.clickable(incident, item)))
         return Message(f"checklist:{step_key}", title, tuple(blocks))
+
+    def clickable(self, incident: Incident, item: ChecklistItem) -> bool:
+        """Items can be changed while the incident is live; after-resolve items also until close."""
+        return incident.live or (incident.phase == "resolved" and self.playbook.after_resolve(item.key))
+
+    def after_resolve_steps(self, incident: Incident) -> list[Message]:
+        """The checklist messages that show after-resolve items (their buttons change at resolve and close)."""
+        keys = dict.fromkeys(i.step for i in incident.items if self.playbook.after_resolve(i.key))
+        known = {s.key for s in self.playbook.checklist}
+        return [self.checklist_step(incident, key) for key in keys if key in known]
 
     def _item_blocks(self, incident: Incident, item: ChecklistItem, live: bool) -> list:
         text = self.t(

@@ -24,7 +24,7 @@ from bot.export import filename as export_filename
 from bot.export import to_markdown
 from bot.messages import Actions, Button, Context, Message, Section, UserPicker
 from bot.rehearsal import PLACEHOLDER, SOMEONE, rehearse
-from bot.texts import Trusted
+from bot.texts import Trusted, name_people
 
 WORKSPACE = "console"
 PLATFORM = "console"
@@ -42,7 +42,7 @@ _ITALIC = re.compile(r"(?<!\w)_([^_\n]+)_(?!\w)")
 def to_terminal(text: str) -> str:
     for code, symbol in _EMOJI.items():
         text = text.replace(code, symbol)
-    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), text)
+    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), name_people(text, {}))  # console ids are names
     return _unescape(_ITALIC.sub(r"\1", _BOLD.sub(r"\1", text)))
 
 

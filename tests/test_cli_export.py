@@ -119,7 +119,7 @@ def test_a_console_subprocess_then_export(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(TITLE)
     assert "\n## Timeline (" in result.stdout
-    assert " · @alice · closed (incident.closed)\n" in result.stdout
+    assert " · @alice · closed the incident\n" in result.stdout
 
 
 def test_a_refusal_prints_the_ref_as_typed_not_escaped_for_chat(tmp_path):

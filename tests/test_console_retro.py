@@ -184,9 +184,12 @@ def test_close_lessons_export_and_archive(core, clock, tmp_path, monkeypatch):
     rows = timeline.splitlines()
     kinds = [e.kind for e in core.timeline(core.incident_by_ref(WORKSPACE, "CRISIS-1"))][:counts[2]]
     assert len(rows) == counts[2] and all(row.startswith("- 2026-11-22 ") for row in rows)
-    assert [row.split(" · ")[2].rsplit(" (", 1)[1].rstrip(")") for row in rows] == kinds
-    assert kinds[0] == "incident.started" and "incident.closed" in kinds
+    # Each event reads as a sentence, without its internal kind (issue 9, item 20).
+    assert kinds[0] == "incident.started" and rows[0].split(" · ")[2].startswith("started the incident")
     assert kinds.count("incident.closed") == 1 and kinds[-3:] == ["lesson.added"] * 3
+    assert sum(1 for row in rows if row.endswith(" · closed the incident")) == 1
+    assert all(" · added a lesson (" in row for row in rows[-3:])
+    assert not any(kind in timeline for kind in kinds)
     assert "- [ ] Write a FAQ for chargers: owner @carol (added by @alice, " in document
 
     # Archiving: only the lead; then the archived line, and the summary without buttons.

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core import Core, Outcome
 from bot.messages import Message
 from handlers.slack.blocks import to_blocks
+from handlers.slack.people import People
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
@@ -43,6 +44,7 @@ class Publisher:
         # overwrite a newer one in the same message.
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.after_apply = lambda: None  # the reminder runner plans its next wake-up here
+        self.people = People(client)     # people named without a ping (the announcement copy)
 
     async def apply(self, outcome: Outcome) -> None:
         channel = outcome.channel_id
@@ -100,7 +102,7 @@ class Publisher:
                 fingerprint = message.fingerprint()
                 if row is not None and row.message_ref and row.fingerprint == fingerprint:
                     continue
-                blocks = to_blocks(message, incident_id)
+                blocks = to_blocks(await self.people.named(message), incident_id)  # names, never pings
                 target = channel
                 if message.place == "announcement":
                     if not self.core.playbook.team.announcement_channel:
