@@ -432,7 +432,7 @@ class Core(Drafting, Clocks, Closing, Delivery):
             if error is None:
                 row.fingerprint = fingerprint
             row.last_error = error[:300] if error else None
-            row.updated_at = self.clock()
+            row.updated_at, row.claimed_until = self.clock(), None
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from bot.texts import Trusted, channel_link, escape_chat, mention
 
 log = logging.getLogger(__name__)
 REPAIR_LEASE = timedelta(seconds=60)
+POST_LEASE = timedelta(seconds=60)  # longer than slack_sdk's retries of one post
 REPAIR = "repair.posts"
 _CHANNEL_ID = re.compile(r"[A-Z0-9]{9,}")  # an id as the platforms write them, not a channel name
 MAX_SHOWN = 10  # problems listed by /crisis status; the rest are counted
@@ -100,6 +101,31 @@ class Delivery:
             posted = {p.key: p for p in incident.posts if p.platform == platform}
             return pending(standing, posted, list(wanted), everything=everything,
                            announcements=bool(self.playbook.team.announcement_channel))
+
+    def claim_post(self, incident_id: int, platform: str, key: str, channel_id: str,
+                   replacing: str | None = None) -> bool:
+        """Take the posting of a standing message that has none (or whose message `replacing` is gone)
+        for a short lease; False when it was posted meanwhile or another process is posting it.
+        record_post ends the claim, with the message or with the error."""
+        for attempt in range(2):
+            try:
+                with self.db.transaction() as s:
+                    now = self.clock()
+                    row = s.scalar(select(PostedMessage).where(
+                        PostedMessage.incident_id == incident_id, PostedMessage.platform == platform,
+                        PostedMessage.key == key).with_for_update())
+                    if row is None:
+                        s.add(PostedMessage(incident_id=incident_id, platform=platform, key=key,
+                                            channel_id=channel_id, claimed_until=now + POST_LEASE, updated_at=now))
+                        return True
+                    if row.message_ref != replacing or (row.claimed_until and row.claimed_until > now):
+                        return False
+                    row.claimed_until = now + POST_LEASE
+                    return True
+            except IntegrityError:  # another process made the row at the same moment: it posts
+                if attempt:
+                    raise
+        return False
 
     # -- problems ----------------------------------------------------------------------------
 

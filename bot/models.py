@@ -154,6 +154,8 @@ class PostedMessage(Base):
     # Last delivery error that survived the retries; shown by /crisis status until a post succeeds.
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set while one process posts the message anew (bot.delivery.claim_post), so another does not post it too.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     incident: Mapped[Incident] = relationship(back_populates="posts")
 

@@ -6,6 +6,8 @@ in the playbook but joined by its id."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.core import Core
@@ -180,3 +182,34 @@ def test_status_without_problems_has_no_repair_button(room):
     channel, _ = room.start()
     text, repair_button = status(room, channel)
     assert "CRISIS-1: Charger overheats" in text and repair_button is None
+
+
+def test_two_instances_reconciling_at_once_post_a_missing_step_once(core, db, playbook, clock):
+    """Two bot processes on one database: both see the step missing; the claim lets one post it."""
+    from handlers.slack.app import SlackBot
+    from handlers.slack.server import web_app
+    from tests.fakes.slack_requests import SECRET, ServedApp, SlackSender
+
+    with slack_room(core) as room:
+        room.fake.fail_matching("chat.postMessage", "internal_error", post_of(ASSESS))
+        channel, _ = room.start()
+        other = ServedApp(web_app(SlackBot(Core(db, playbook, language="en", clock=clock), "xoxb-test", SECRET,
+                                           base_url=room.fake.url))).start()
+        try:
+            second = SlackSender(other.url, room.fake.response_url)
+
+            def slow(params: dict) -> bool:  # the first post of the step takes a while, never fails
+                if ASSESS in (params.get("text") or "") and not slow.done:
+                    slow.done = True
+                    time.sleep(0.5)
+                return False
+            slow.done = False
+            room.fake.fail_matching("chat.postMessage", "unused", slow, times=10)
+            roster = room.standing(channel, "roster")[1]
+            room.send.click(button(roster, "role.claim", "legal"), "U2", channel)
+            second.click(button(roster, "role.claim", "comms"), "U3", channel)
+            room.fake.wait_for("chat.postMessage", count=2, predicate=lambda c: c.ok and post_of("now holds")(c.params))
+            room.settle(1.0)
+        finally:
+            other.stop()
+        assert len(posts_to(room, channel, ASSESS)) == 1

@@ -174,8 +174,12 @@ class Publisher:
                             if exc.response.get("error") != "message_not_found":
                                 raise
                             # Someone deleted it in Slack: post it anew, so its buttons are back.
+                            if not await self._claim(incident_id, message, channel, row.message_ref):
+                                continue
                             response = await self._post_message(target, message.text, blocks)
                     else:
+                        if not await self._claim(incident_id, message, channel, None):
+                            continue  # posted meanwhile, or another instance is posting it now
                         response = await self._post_message(target, message.text, blocks)
                     if response is not None:
                         # Slack answers with the channel's id, which chat.update needs (a name will not do).
@@ -190,6 +194,11 @@ class Publisher:
                     if item.is_new and told is not None and message.key:
                         told.append(await asyncio.to_thread(self.core.problem_told, incident_id, "post",
                                                             reason, subject=message.key))
+
+    async def _claim(self, incident_id: int, message: Message, channel: str, replacing: str | None) -> bool:
+        if not message.key:
+            return True  # posted once, never reconciled
+        return await asyncio.to_thread(self.core.claim_post, incident_id, PLATFORM, message.key, channel, replacing)
 
     async def channel_id(self, channel: str) -> str:
         """A channel's id for a configured name (conversations.join takes only ids), cached.

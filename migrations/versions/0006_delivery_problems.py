@@ -1,5 +1,6 @@
 """Delivery problems: what the bot could not do on a platform and a person must know (invite, topic,
-announcement, escalation), kept with the incident until it is fixed.
+announcement, escalation), kept with the incident until it is fixed; and a claim on posting a
+standing message, so two instances reconciling at once post it once.
 
 Revision ID: 0006
 Revises: 0004
@@ -16,6 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('posted_messages', schema=None, recreate='never') as batch_op:
+        batch_op.add_column(sa.Column('claimed_until', sa.DateTime(), nullable=True))
+
     op.create_table('delivery_problems',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('incident_id', sa.Integer(), nullable=False),
@@ -41,3 +45,5 @@ def downgrade() -> None:
     with op.batch_alter_table('delivery_problems', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_problems_incident_id'))
     op.drop_table('delivery_problems')
+    with op.batch_alter_table('posted_messages', schema=None) as batch_op:
+        batch_op.drop_column('claimed_until')
