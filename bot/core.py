@@ -387,19 +387,22 @@ class Core(Drafting, Clocks, Closing, Delivery):
 
     def status(self, incident_id: int, platform: str | None = None) -> str:
         with self.db.transaction() as s:
-            incident = self._load(s, incident_id)
-            # Failed edits here; what was never posted is among the problems (bot.delivery).
-            failures = [p for p in incident.posts if p.last_error and p.message_ref
-                        and platform in (None, p.platform)]
-            open_items = [i for i in incident.items if i.state == "open"]
-            lead = self.views.lead(incident)
-            return self.say(
-                "status", incident.language, ref=incident.ref, title=incident.title,
-                severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
-                lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
-                open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
-                open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures],
-                problems=self._problem_lines(s, incident, platform))
+            return self._status(s, self._load(s, incident_id), platform)[0]
+
+    def _status(self, s: Session, incident: Incident, platform: str | None) -> tuple[str, list[str]]:
+        """The status text, and its lines of what did not get through (bot.delivery)."""
+        # Failed edits here; what was never posted is among the problems.
+        failures = [p for p in incident.posts if p.last_error and p.message_ref and platform in (None, p.platform)]
+        problems = self._problem_lines(s, incident, platform)
+        open_items = [i for i in incident.items if i.state == "open"]
+        lead = self.views.lead(incident)
+        text = self.say(
+            "status", incident.language, ref=incident.ref, title=incident.title,
+            severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
+            lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
+            open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
+            open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures], problems=problems)
+        return text, problems
 
     def standing_messages(self, incident_id: int) -> list[Message]:
         with self.db.transaction() as s:

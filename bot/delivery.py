@@ -238,12 +238,11 @@ class Delivery:
 
     def status_message(self, incident_id: int, platform: str | None = None) -> Message:
         """/crisis status, with a Repair button when something is missing or failed."""
-        text = self.status(incident_id, platform)
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
-            broken = bool(self._problem_lines(s, incident, platform))
+            text, problems = self._status(s, incident, platform)
             blocks: tuple = (Section(Trusted(text)),)
-            if broken:
+            if problems:
                 blocks += (Actions((Button(REPAIR, self.say("btn_repair", incident.language), "all", "primary"),)),)
             return Message(None, text, blocks)
 
