@@ -159,8 +159,8 @@ def press_core(db, playbook, clock):
 
 def test_the_announcement_channel_is_found_by_name_and_joined_by_id(press_core):
     with slack_room(press_core) as room:
-        for n in range(250):  # more than one page of conversations.list
-            room.fake.add_channel(f"team-{n:03d}", bot_is_member=False)
+        for n in range(1200):  # more than one page of conversations.list
+            room.fake.add_channel(f"team-{n:04d}", bot_is_member=False)
         press = room.fake.add_channel("press-room", members=("UBOSS",), bot_is_member=False)
         channel, _ = room.start()
         joined = room.fake.wait_for("conversations.join")
@@ -213,3 +213,18 @@ def test_two_instances_reconciling_at_once_post_a_missing_step_once(core, db, pl
         finally:
             other.stop()
         assert len(posts_to(room, channel, ASSESS)) == 1
+
+
+def test_a_private_announcement_channel_is_posted_to_by_name(db, playbook, clock):
+    """Not among the public channels: posted to by name (the bot was invited), and not listed again."""
+    team = Team(standing_members=["UBOSS"], announcement_channel="#leadership")
+    private = Core(db, playbook.model_copy(update={"team": team}), language="en", clock=clock)
+    with slack_room(private) as room:
+        leadership = room.fake.add_channel("leadership", members=("UBOSS",), is_private=True)
+        room.start()
+        second, _ = room.start("sev2 Second thing")
+        room.fake.wait_for("chat.postMessage", predicate=lambda c: c.ok and c.params["channel"] == "#leadership"
+                           and f"<#{second}>" in c.params.get("text", ""))
+        assert len(room.messages(leadership)) == 2
+        assert room.fake.calls_to("conversations.join") == []
+        assert len(room.fake.calls_to("conversations.list")) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import defaultdict
 
 from slack_sdk.errors import SlackApiError
@@ -25,7 +26,10 @@ PLATFORM = "slack"
 
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
-LIST_PAGE = 200  # channels per conversations.list page, as Slack recommends
+# Channels per conversations.list page: Slack's largest (it is a Tier 2 method, about 20 calls a minute,
+# so a large workspace is listed in few calls); a name not found is not looked up again for a while.
+LIST_PAGE = 999
+NOT_FOUND_FOR = 600.0  # seconds
 
 
 def _by_name(channel: str) -> str:
@@ -60,6 +64,7 @@ class Publisher:
         self.after_apply = lambda: None  # the reminder runner plans its next wake-up here
         # Channel names to ids, from conversations.list: ids never change, so the cache needs no expiry.
         self._channel_ids: dict[str, str] = {}
+        self._not_found: dict[str, float] = {}  # name -> when a full listing did not find it (monotonic)
 
     async def apply(self, outcome: Outcome, respond=None, actor: str | None = None) -> list[str]:
         """Carry out an outcome. What failed and a person must know is recorded with the incident and
@@ -209,7 +214,8 @@ class Publisher:
         if CHANNEL_ID.fullmatch(channel):
             return channel
         name = channel.lstrip("#").lower()
-        if name not in self._channel_ids:
+        looked = self._not_found.get(name)
+        if name not in self._channel_ids and (looked is None or time.monotonic() - looked > NOT_FOUND_FOR):
             cursor = None
             try:
                 while True:
@@ -221,6 +227,9 @@ class Publisher:
                     cursor = (response.get("response_metadata") or {}).get("next_cursor")
                     if name in self._channel_ids or not cursor:
                         break
+                if name not in self._channel_ids:
+                    log.warning("#%s is not a public channel; posting to it by name", name)
+                    self._not_found[name] = time.monotonic()
             except Exception as exc:
                 log.warning("could not look up the id of #%s: %s", name, slack_error(exc))
         return self._channel_ids.get(name) or "#" + name
