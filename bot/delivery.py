@@ -236,30 +236,36 @@ class Delivery:
                                                   count=len(lines) - MAX_SHOWN)]
         return [Trusted(line) for line in lines]
 
-    def status_message(self, incident_id: int, platform: str | None = None) -> Message:
-        """/crisis status, with a Repair button when something is missing or failed."""
+    def status_message(self, incident_id: int, platform: str) -> Message:
+        """/crisis status, with a Repair button when something it can repair is missing or failed."""
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
-            text, problems = self._status(s, incident, platform)
+            text, _problems = self._status(s, incident, platform)
             blocks: tuple = (Section(Trusted(text)),)
-            if problems:
+            if self._repair_plan(s, incident, platform)[-1]:
                 blocks += (Actions((Button(REPAIR, self.say("btn_repair", incident.language), "all", "primary"),)),)
             return Message(None, text, blocks)
+
+    def _repair_plan(self, s, incident, platform: str):
+        """What a repair would do: the standing messages, who to invite, whether to set the topic, the
+        lost announcements, and how many things that is (escalations are retried by their own runner)."""
+        problems = list(s.scalars(select(DeliveryProblem).where(
+            DeliveryProblem.incident_id == incident.id, DeliveryProblem.platform == platform,
+            DeliveryProblem.fixed_at.is_(None)).order_by(DeliveryProblem.id)))
+        standing = self._standing(s, incident)
+        posted = {p.key: p for p in incident.posts if p.platform == platform}
+        missing = [p for p in pending(standing, posted, announcements=bool(self.playbook.team.announcement_channel))
+                   if p.is_new or p.row.last_error]  # merely stale ones are edited by the next change anyway
+        invite = [p.subject for p in problems if p.kind == "invite" and p.subject]
+        topic = any(p.kind == "topic" for p in problems)
+        announcements = [(p.id, p.payload) for p in problems if p.kind == "announcement" and p.payload]
+        return standing, invite, topic, announcements, len(missing) + len(invite) + topic + len(announcements)
 
     def repair(self, incident_id: int, user: str, platform: str) -> Repair:
         """Post what is missing, set the topic and invite again where that failed, resend lost announcements."""
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
-            problems = list(s.scalars(select(DeliveryProblem).where(
-                DeliveryProblem.incident_id == incident.id, DeliveryProblem.platform == platform,
-                DeliveryProblem.fixed_at.is_(None)).order_by(DeliveryProblem.id)))
-            standing = self._standing(s, incident)
-            posted = {p.key: p for p in incident.posts if p.platform == platform}
-            count = len(pending(standing, posted, announcements=bool(self.playbook.team.announcement_channel)))
-            invite = [p.subject for p in problems if p.kind == "invite" and p.subject]
-            topic = any(p.kind == "topic" for p in problems)
-            announcements = [(p.id, p.payload) for p in problems if p.kind == "announcement" and p.payload]
-            count += len(invite) + topic + len(announcements)
+            standing, invite, topic, announcements, count = self._repair_plan(s, incident, platform)
             private = self.say("repair_started" if count else "repair_nothing", incident.language, count=count)
             log.info("%s: repair by %s on %s: %d things", incident.ref, user, platform, count)
             outcome = self._outcome(incident, private=private, updates=standing, topic=topic, invite=invite)

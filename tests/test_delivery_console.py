@@ -52,3 +52,25 @@ def test_pending_reconciles_every_standing_message():
     # A failed edit is tried again even when the message is back to what was last shown.
     rows["header"].last_error = "fatal_error"
     assert next(p.message.key for p in pending(standing, rows, [], everything=True)) == "header"
+
+
+def test_a_recorded_problem_is_shown_by_status_until_fixed(core, clock):
+    """The mechanism other deliveries use (an escalation that could not be posted): record, show, fix."""
+    opening = core.start_incident("T1", "U1", "Charger overheats")
+    core.opened(opening.incident_id, "C1", "crisis-1")
+    incident = opening.incident_id
+    for message in core.standing_messages(incident):
+        core.record_post(incident, "slack", message.key, "C1", f"ts-{message.key}", message.fingerprint())
+    core.record_problem(incident, "slack", "escalation", "is_archived", subject="reminder:7")
+    clock.advance(minutes=5)
+    core.record_problem(incident, "slack", "escalation", "channel_not_found", subject="reminder:7")  # once
+
+    status = core.status_message(incident, "slack")
+    assert status.text.count("An escalation was not delivered") == 1
+    assert "An escalation was not delivered: channel_not_found (02:05 UTC)" in status.text
+    assert status.buttons() == []  # its own runner retries it; Repair has nothing to do
+    assert "escalation" not in core.status(incident, "console")  # another platform's problem
+
+    core.problem_fixed(incident, "slack", "escalation", "reminder:7")
+    assert "escalation" not in core.status(incident, "slack")
+    assert core.open_problems(incident) == []
