@@ -145,22 +145,24 @@ class Publisher:
         """A reminder or escalation: the notice must reach the channel, or the row is retried."""
         for notice in outcome.notices:
             await self.client.chat_postMessage(channel=outcome.channel_id, text=notice)
-        if outcome.updates:
-            await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates)
+        if outcome.updates:  # its own messages only: a reminder is never held up by repairing others
+            await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates, everything=False)
         if outcome.archive:  # a failure is reported in the channel; retrying on a timer would repeat it
             await self.archive(outcome)
         for alert in alerts:
             await self._call("chat_postMessage", outcome.ref, channel=_by_name(alert.channel), text=alert.text)
 
     async def sync(self, incident_id: int, channel: str, messages: list[Message],
-                   told: list[str] | None = None) -> None:
+                   told: list[str] | None = None, everything: bool = True) -> None:
         """Post what was never posted or failed, edit what changed, leave the rest alone.
 
-        The core decides what that is (bot.delivery.pending): the messages given and every other
-        standing message of the incident that is missing or stale, rendered from the newest state.
+        The core decides what that is (bot.delivery.pending): the messages given and (with
+        `everything`) every other standing message of the incident that is missing or stale,
+        rendered from the newest state.
         """
         async with self._locks[incident_id]:
-            todo = await asyncio.to_thread(self.core.to_send, incident_id, PLATFORM, messages)
+            todo = await asyncio.to_thread(self.core.to_send, incident_id, PLATFORM, messages,
+                                           everything=everything)
             for item in todo:
                 message, row = item.message, item.row
                 fingerprint = message.fingerprint()
