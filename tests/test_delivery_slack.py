@@ -228,3 +228,19 @@ def test_a_private_announcement_channel_is_posted_to_by_name(db, playbook, clock
         assert len(room.messages(leadership)) == 2
         assert room.fake.calls_to("conversations.join") == []
         assert len(room.fake.calls_to("conversations.list")) == 1
+
+
+def test_a_standing_message_deleted_in_slack_is_posted_again_with_its_buttons(room):
+    channel, _ = room.start()
+    ts, assess = room.standing(channel, "checklist:assess")
+    done = button(assess, "item.done", "gather-facts")
+    with room.fake._cond:  # someone deleted the step's message in Slack
+        del room.fake.channels[channel].messages[ts]
+    room.send.click(done, "U1", channel)
+    room.fake.wait_for("chat.update", predicate=lambda c: c.params["ts"] == ts and c.error == "message_not_found")
+    room.fake.wait_for("chat.postMessage", count=2, predicate=lambda c: c.ok and post_of(ASSESS)(c.params))
+    room.settle()
+    new_ts, assess = room.standing(channel, "checklist:assess")
+    assert new_ts != ts and "~Gather the facts" in "\n".join(
+        b["text"]["text"] for b in assess["blocks"] if "text" in b)
+    assert button(assess, "item.reopen", "gather-facts")
