@@ -19,6 +19,7 @@ from bot.clock import Clock, system_clock
 from bot.clocks import Clocks
 from bot.closing import REF_NUMBER, Closing
 from bot.db import Database
+from bot.delivery import Delivery
 from bot.drafting import Drafting
 from bot.errors import Refusal
 from bot.messages import Message
@@ -69,7 +70,7 @@ class Opening:
         return channel_name(self.created_at.date(), self.number, self.title, attempt)
 
 
-class Core(Drafting, Clocks, Closing):
+class Core(Drafting, Clocks, Closing, Delivery):
     def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
                  clock: Clock = system_clock, texts: Texts | None = None):
         self.db = db
@@ -394,18 +395,24 @@ class Core(Drafting, Clocks, Closing):
         with self.db.transaction() as s:
             return self.views.roster(self._load(s, incident_id))
 
-    def status(self, incident_id: int) -> str:
+    def status(self, incident_id: int, platform: str | None = None) -> str:
         with self.db.transaction() as s:
-            incident = self._load(s, incident_id)
-            failures = [p for p in incident.posts if p.last_error]
-            open_items = [i for i in incident.items if i.state == "open"]
-            lead = self.views.lead(incident)
-            return self.say(
-                "status", incident.language, ref=incident.ref, title=incident.title,
-                severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
-                lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
-                open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
-                open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures])
+            return self._status(s, self._load(s, incident_id), platform)[0]
+
+    def _status(self, s: Session, incident: Incident, platform: str | None) -> tuple[str, list[str]]:
+        """The status text, and its lines of what did not get through (bot.delivery)."""
+        # Failed edits here; what was never posted is among the problems.
+        failures = [p for p in incident.posts if p.last_error and p.message_ref and platform in (None, p.platform)]
+        problems = self._problem_lines(s, incident, platform)
+        open_items = [i for i in incident.items if i.state == "open"]
+        lead = self.views.lead(incident)
+        text = self.say(
+            "status", incident.language, ref=incident.ref, title=incident.title,
+            severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
+            lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
+            open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
+            open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures], problems=problems)
+        return text, problems
 
     def standing_messages(self, incident_id: int) -> list[Message]:
         with self.db.transaction() as s:
@@ -438,7 +445,7 @@ class Core(Drafting, Clocks, Closing):
             if error is None:
                 row.fingerprint = fingerprint
             row.last_error = error[:300] if error else None
-            row.updated_at = self.clock()
+            row.updated_at, row.claimed_until = self.clock(), None
 
     # -- helpers ---------------------------------------------------------------------------
 

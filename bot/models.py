@@ -79,6 +79,8 @@ class Incident(Base):
     statements: Mapped[list[Statement]] = relationship(order_by="Statement.number", cascade="all, delete-orphan")
     deadlines: Mapped[list[Deadline]] = relationship(order_by="Deadline.id", cascade="all, delete-orphan")
     lessons: Mapped[list[Lesson]] = relationship(order_by="Lesson.id", cascade="all, delete-orphan")
+    problems: Mapped[list[DeliveryProblem]] = relationship(order_by="DeliveryProblem.id",
+                                                           cascade="all, delete-orphan")
 
     @property
     def ref(self) -> str:
@@ -152,6 +154,8 @@ class PostedMessage(Base):
     # Last delivery error that survived the retries; shown by /crisis status until a post succeeds.
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set while one process posts the message anew (bot.delivery.claim_post), so another does not post it too.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     incident: Mapped[Incident] = relationship(back_populates="posts")
 
@@ -277,3 +281,24 @@ class Lesson(Base):
     owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # action items have one
     author_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryProblem(Base):
+    """Something a platform refused that a person must know: an invite, the topic, an announcement,
+    an escalation. One row per thing (kind and subject); shown by /crisis status until fixed_at is set.
+    A repair claims the row for a short lease, so two instances never send it again twice."""
+
+    __tablename__ = "delivery_problems"
+    __table_args__ = (UniqueConstraint("incident_id", "platform", "kind", "subject", name="uq_problem_subject"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))      # invite, topic, announcement, escalation, …
+    subject: Mapped[str] = mapped_column(String(80))   # who was not invited, which announcement; "" for one of a kind
+    reason: Mapped[str] = mapped_column(String(300))   # the platform's error
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)  # what to send again (an announcement)
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # who acted, and was told
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fixed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

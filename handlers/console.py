@@ -18,6 +18,7 @@ from typing import TextIO
 from bot import commands
 from bot.closing import check_lesson
 from bot.core import Core, Outcome
+from bot.delivery import REPAIR
 from bot.drafting import FREE, check_field
 from bot.errors import Refusal
 from bot.export import filename as export_filename
@@ -225,8 +226,11 @@ class Console:
             self.private(core.statement_list(incident_id))
         elif command.name == "draft" and not (command.template == FREE and command.text):
             self.draft_form(incident_id, command.template)
-        elif command.name == "status":
-            self.private(core.status(incident_id))
+        elif command.name == "status":  # with a Repair button when a message is missing
+            message = core.status_message(incident_id, PLATFORM)
+            self.private(message.text)
+            for element in message.buttons():
+                self.say("    " + self._number(element, incident_id))
         elif command.name == "export":
             self.export(incident_id)
         elif command.name == "roles":
@@ -337,6 +341,8 @@ class Console:
             self.export(incident_id)
         elif element.action == "retro.archive":
             self.apply(core.archive(incident_id, self.user))
+        elif element.action == REPAIR:
+            self.repair(incident_id)
         else:
             self.apply(core.set_item(incident_id, self.user, element.value, element.action))
 
@@ -367,6 +373,16 @@ class Console:
             link = self.ask("console_prompt_link", check=lambda a: (
                 rehearse("publish", incident_id, user, number, version, where, a), a)[1])
             self.apply(core.publish(incident_id, user, number, version, where, link))
+
+    def repair(self, incident_id: int) -> None:
+        """Show again what is missing; print the announcements that were lost (the core decides what)."""
+        plan = self.core.repair(incident_id, self.user, PLATFORM)
+        self.apply(plan.outcome)
+        channel = self.core.playbook.team.announcement_channel
+        for problem_id, text in plan.announcements:
+            if channel and self.core.claim_problem(problem_id):
+                self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}] {to_terminal(text)}")
+                self.core.retry_done(problem_id, None)
 
     def export(self, incident_id: int) -> None:
         """The console's file upload: the Markdown retrospective in the current directory."""
@@ -407,22 +423,15 @@ class Console:
         for notice in outcome.notices:
             self.say(to_terminal(notice))
         if outcome.updates:
-            posted = self.core.posted(outcome.incident_id, PLATFORM)
-            latest = {m.key: m for m in self.core.standing_messages(outcome.incident_id)}
-            for message in outcome.updates:
-                message = latest.get(message.key, message)
-                fingerprint = message.fingerprint()
-                row = posted.get(message.key)
-                if row is not None and row.fingerprint == fingerprint:
-                    continue
+            # The core decides what is new or changed (bot.delivery.pending); a terminal cannot fail to show it.
+            for item in self.core.to_send(outcome.incident_id, PLATFORM, outcome.updates, everything=False):
+                message = item.message
                 if message.place == "announcement":
                     channel = self.core.playbook.team.announcement_channel
-                    if not channel:
-                        continue
                     self.say(f"[{self.t('console_announcement', channel=channel.lstrip('#'))}]")
-                self.show(message, outcome.incident_id, updated=row is not None)
+                self.show(message, outcome.incident_id, updated=not item.is_new)
                 self.core.record_post(outcome.incident_id, PLATFORM, message.key, outcome.channel_id,
-                                      message.key, fingerprint)
+                                      message.key, message.fingerprint())
         if outcome.topic:
             self.say(f"  ({to_terminal(self.t('console_topic', topic=Trusted(outcome.topic)))})")
         channel = self.core.playbook.team.announcement_channel

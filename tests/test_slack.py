@@ -208,7 +208,7 @@ def test_severity_only_by_the_lead_and_header_updates(room):
     assert "SEV1 · Critical" in texts(room.messages(channel)[ts])
     room.fake.wait_for("conversations.setTopic", count=2)
     assert room.fake.channels[channel].topic.startswith("CRISIS-1 · SEV1")
-    raised = room.fake.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "#crisis-announcements"
+    raised = room.fake.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == room.announcements
                                 and "raised" in c.params.get("text", ""))
     assert raised
 
@@ -427,7 +427,7 @@ def test_a_status_update_posts_here_and_in_announcements_and_sets_the_next(room)
     assert "*What we know:* Batch 42 affected" in update.params["text"] and "*Next update:* 02:45 UTC" in \
         update.params["text"]
     announced = room.fake.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] ==
-                                   "#crisis-announcements" and "update by <@U1>" in c.params.get("text", ""))
+                                   room.announcements and "update by <@U1>" in c.params.get("text", ""))
     assert "Batch 42 affected" in announced[0].params["text"]
     room.settle()
     assert "2026-11-22 02:15 UTC" in texts(room.standing(channel, "header")[1])  # acknowledgement still next

@@ -43,7 +43,7 @@ def resolved(room: Room) -> str:
     said(room, "<@U2> now holds", channel)
     room.core.clock.advance(minutes=28)
     room.send.command("resolve", user="U1", channel=channel)
-    said(room, "was resolved by <@U1>", "#crisis-announcements")  # the last thing resolving posts
+    said(room, "was resolved by <@U1>", room.announcements)  # the last thing resolving posts
     return channel
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
 MAX_NAMED = 50  # people looked up by name for an export; the rest are shown by id
 ACTIONS = (r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish)"
-           r"|lesson\.(well|improve|action)|retro\.(export|archive))\|")
+           r"|lesson\.(well|improve|action)|retro\.(export|archive)|repair\.posts)\|")
 
 
 def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
@@ -157,8 +157,10 @@ class SlackBot:
                     "response_url": body.get("response_url")}
             await self.client.views_open(trigger_id=body["trigger_id"], view=drafts.update_view(core, meta))
             return
-        if command.name == "status":
-            await self._tell(respond, await asyncio.to_thread(core.status, incident_id))
+        if command.name == "status":  # with a Repair button when something did not get through
+            message = await asyncio.to_thread(core.status_message, incident_id, "slack")
+            await respond(text=message.text, blocks=to_blocks(message, incident_id),
+                          response_type="ephemeral", replace_original=False)
             return
         if command.name == "export":
             await self.export(incident_id, body.get("channel_id"), respond)
@@ -174,7 +176,7 @@ class SlackBot:
         outcome = await asyncio.to_thread(core.run, command, incident_id, user)
         if outcome.private:
             await self._tell(respond, outcome.private)
-        await self.publisher.apply(outcome)
+        await self.publisher.apply(outcome, respond, user)
 
     async def show(self, incident_id: int, body: dict) -> None:
         """/crisis show: each standing message again as it is now, privately, with working buttons."""
@@ -194,8 +196,8 @@ class SlackBot:
         if channel is None:
             return
         outcome = await asyncio.to_thread(self.core.opened, opening.incident_id, channel[0], channel[1])
-        await self.publisher.apply(outcome)
-        await self._tell(respond, outcome.private)
+        told = await self.publisher.apply(outcome, actor=user)  # a failed invite is told with the link
+        await self._tell(respond, "\n".join([outcome.private, *told]))
 
     async def create_channel(self, opening: Opening, respond) -> tuple[str, str] | None:
         """Create the incident channel, or remove the incident so nothing half-made is left."""
@@ -304,11 +306,14 @@ class SlackBot:
                 return
             elif name == "retro.archive":
                 outcome = await asyncio.to_thread(core.archive, incident_id, user)
+            elif name == "repair.posts":
+                await self.publisher.repair(incident_id, user, respond)
+                return
             else:
                 outcome = await asyncio.to_thread(core.set_item, incident_id, user, value, name)
             if outcome.private:
                 await self._tell(respond, outcome.private)
-            await self.publisher.apply(outcome)
+            await self.publisher.apply(outcome, respond, user)
 
     # -- statements ----------------------------------------------------------------------------
 
@@ -384,7 +389,7 @@ class SlackBot:
         async with self.answering(reply, "draft a statement"):
             outcome = await asyncio.to_thread(self.core.draft, int(meta["incident"]), user,
                                               meta.get("template") or "", values)
-            await self.publisher.apply(outcome)
+            await self.publisher.apply(outcome, reply, user)
 
     async def ack_reason(self, ack, view):
         reason = (drafts.field_values(view).get("reason") or "").strip()
@@ -444,7 +449,7 @@ class SlackBot:
         async with self.answering(reply, "status update"):
             outcome = await asyncio.to_thread(self.core.status_update, int(meta["incident"]), user,
                                               fields.get("known"), fields.get("doing"), fields.get("next"))
-            await self.publisher.apply(outcome)
+            await self.publisher.apply(outcome, reply, user)
 
     async def _statement_form(self, body: dict, meta: dict, action) -> None:
         user = (body.get("user") or {}).get("id")
@@ -458,7 +463,7 @@ class SlackBot:
             outcome = await asyncio.to_thread(action, incident, user, number, version)
             if outcome.private:
                 await reply(outcome.private)
-            await self.publisher.apply(outcome)
+            await self.publisher.apply(outcome, reply, user)
 
     # -- the end: lessons and the export ----------------------------------------------------
 
@@ -490,7 +495,7 @@ class SlackBot:
                 drafts.field_values(view).get("text") or "", drafts.selected_user(view, "owner"))
             if outcome.private:
                 await reply(outcome.private)
-            await self.publisher.apply(outcome)
+            await self.publisher.apply(outcome, reply, user)
 
     async def export(self, incident_id: int, channel: str | None, respond) -> None:
         """Upload the retrospective as Markdown where it was asked for, people named as Slack shows them."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import defaultdict
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import Core, Outcome
+from bot.delivery import announcement_subject
 from bot.messages import Message
 from handlers.slack.blocks import to_blocks
 from handlers.slack.people import People
@@ -24,15 +26,32 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 
 
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+# Channels per conversations.list page: Slack's largest (it is a Tier 2 method, about 20 calls a minute,
+# so a large workspace is listed in few calls); a name not found is not looked up again for a while.
+LIST_PAGE = 999
+NOT_FOUND_FOR = 600.0  # seconds
+
+
 def _by_name(channel: str) -> str:
-    """Slack takes a channel by id, or by name when it starts with #."""
-    return channel if re.fullmatch(r"[CG][A-Z0-9]{6,}", channel) else "#" + channel.lstrip("#")
+    """Slack takes a channel by id, or by name when it starts with # (chat.postMessage only)."""
+    return channel if CHANNEL_ID.fullmatch(channel) else "#" + channel.lstrip("#")
 
 
 def slack_error(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error") or exc)
     return type(exc).__name__
+
+
+async def _tell(respond, text: str) -> None:
+    """Privately to the person who acted, where they acted (a response_url or the form's reply)."""
+    if respond is None or not text:
+        return
+    try:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception as exc:
+        log.error("could not answer privately: %s", slack_error(exc))
 
 
 class Publisher:
@@ -45,25 +64,70 @@ class Publisher:
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.after_apply = lambda: None  # the reminder runner plans its next wake-up here
         self.people = People(client)     # people named without a ping (the announcement copy)
+        # Channel names to ids, from conversations.list: ids never change, so the cache needs no expiry.
+        self._channel_ids: dict[str, str] = {}
+        self._not_found: dict[str, float] = {}  # name -> when a full listing did not find it (monotonic)
 
-    async def apply(self, outcome: Outcome) -> None:
+    async def apply(self, outcome: Outcome, respond=None, actor: str | None = None) -> list[str]:
+        """Carry out an outcome. What failed and a person must know is recorded with the incident and
+        told to `respond` (the person who acted) at the end; the texts are returned as well."""
+        told: list[str] = []
         channel = outcome.channel_id
         if channel is None:
-            return
+            return told
         if outcome.invite:
-            await self.invite(channel, outcome.invite)
+            await self.invite(channel, outcome.invite, outcome.incident_id, actor, told)
         # The changed messages first, so a notice that points at one ("please review") comes after it.
         if outcome.updates:
-            await self.sync(outcome.incident_id, channel, outcome.updates)
+            await self.sync(outcome.incident_id, channel, outcome.updates, told)
         for notice in outcome.notices:
             await self._post(channel, notice, outcome.ref)
         if outcome.topic:
-            await self._call("conversations_setTopic", outcome.ref, channel=channel, topic=outcome.topic)
+            await self.set_topic(outcome, actor, told)
         if outcome.announcement:
-            await self.announce(outcome.announcement, outcome.ref)
+            await self.announce(outcome.announcement, outcome.ref, outcome.incident_id, actor, told)
         if outcome.archive:
             await self.archive(outcome)
         self.after_apply()
+        if respond is not None and told:
+            await _tell(respond, "\n".join(told))
+        return told
+
+    async def repair(self, incident_id: int, user: str, respond=None) -> None:
+        """The Repair button of /crisis status: post what is missing, try again what failed, say how it went."""
+        plan = await asyncio.to_thread(self.core.repair, incident_id, user, PLATFORM)
+        outcome = plan.outcome
+        told = await self.apply(outcome, actor=user)
+        target = self.core.playbook.team.announcement_channel
+        for problem_id, text in plan.announcements:
+            if not target or not await asyncio.to_thread(self.core.claim_problem, problem_id):
+                continue  # fixed meanwhile, or another click or instance is sending it now
+            error = None
+            try:
+                await self._post_message(await self.channel_id(target), text)
+            except Exception as exc:
+                error = slack_error(exc)
+                log.error("%s: announcement to %s failed again: %s", outcome.ref, target, error)
+                told.append(await asyncio.to_thread(self.core.problem_told, incident_id, "announcement", error))
+            await asyncio.to_thread(self.core.retry_done, problem_id, error)
+        await _tell(respond, "\n".join([outcome.private or "", *told]).strip())
+
+    async def _problem(self, told: list[str] | None, incident_id: int, kind: str, reason: str, *,
+                       subject: str = "", payload: str | None = None, actor: str | None = None) -> None:
+        await asyncio.to_thread(self.core.record_problem, incident_id, PLATFORM, kind, reason,
+                                subject=subject, payload=payload, actor=actor)
+        if told is not None:
+            told.append(await asyncio.to_thread(self.core.problem_told, incident_id, kind, reason,
+                                                subject=subject, actor=actor))
+
+    async def set_topic(self, outcome: Outcome, actor: str | None = None, told: list[str] | None = None) -> None:
+        try:
+            await self.client.conversations_setTopic(channel=outcome.channel_id, topic=outcome.topic)
+        except Exception as exc:  # recorded with the incident; the state stays committed
+            log.error("%s: conversations_setTopic failed: %s", outcome.ref, slack_error(exc))
+            await self._problem(told, outcome.incident_id, "topic", slack_error(exc), actor=actor)
+            return
+        await asyncio.to_thread(self.core.problem_fixed, outcome.incident_id, PLATFORM, "topic")
 
     async def archive(self, outcome: Outcome) -> bool:
         """Archive the incident channel; if Slack refuses, the core reopens it and the channel hears why."""
@@ -83,58 +147,112 @@ class Publisher:
         """A reminder or escalation: the notice must reach the channel, or the row is retried."""
         for notice in outcome.notices:
             await self.client.chat_postMessage(channel=outcome.channel_id, text=notice)
-        if outcome.updates:
-            await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates)
+        if outcome.updates:  # its own messages only: a reminder is never held up by repairing others
+            await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates, everything=False)
         if outcome.archive:  # a failure is reported in the channel; retrying on a timer would repeat it
             await self.archive(outcome)
         for alert in alerts:
             await self._call("chat_postMessage", outcome.ref, channel=_by_name(alert.channel), text=alert.text)
 
-    async def sync(self, incident_id: int, channel: str, messages: list[Message]) -> None:
-        """Post what was never posted, edit what changed, leave the rest alone."""
+    async def sync(self, incident_id: int, channel: str, messages: list[Message],
+                   told: list[str] | None = None, everything: bool = True) -> None:
+        """Post what was never posted or failed, edit what changed, leave the rest alone.
+
+        The core decides what that is (bot.delivery.pending): the messages given and (with
+        `everything`) every other standing message of the incident that is missing or stale,
+        rendered from the newest state.
+        """
         async with self._locks[incident_id]:
-            # Render from the newest state: a later action may have committed since this outcome.
-            latest = {m.key: m for m in await asyncio.to_thread(self.core.standing_messages, incident_id)}
-            messages = [latest.get(m.key, m) for m in messages]
-            posted = await asyncio.to_thread(self.core.posted, incident_id, PLATFORM)
-            for message in messages:
-                row = posted.get(message.key)
+            todo = await asyncio.to_thread(self.core.to_send, incident_id, PLATFORM, messages,
+                                           everything=everything)
+            for item in todo:
+                message, row = item.message, item.row
                 fingerprint = message.fingerprint()
-                if row is not None and row.message_ref and row.fingerprint == fingerprint:
-                    continue
                 blocks = to_blocks(await self.people.named(message), incident_id)  # names, never pings
                 target = channel
-                if message.place == "announcement":
-                    if not self.core.playbook.team.announcement_channel:
-                        continue
-                    target = _by_name(self.core.playbook.team.announcement_channel)
                 try:
-                    if row is not None and row.message_ref:
-                        await self.client.chat_update(channel=row.channel_id, ts=row.message_ref,
-                                                      text=message.text, blocks=blocks)
-                        ref, target = row.message_ref, row.channel_id
+                    if message.place == "announcement":
+                        target = await self.channel_id(self.core.playbook.team.announcement_channel)
+                    response = None
+                    if not item.is_new:
+                        try:
+                            await self.client.chat_update(channel=row.channel_id, ts=row.message_ref,
+                                                          text=message.text, blocks=blocks)
+                            ref, target = row.message_ref, row.channel_id
+                        except SlackApiError as exc:
+                            if exc.response.get("error") != "message_not_found":
+                                raise
+                            # Someone deleted it in Slack: post it anew, so its buttons are back.
+                            if not await self._claim(incident_id, message, channel, row.message_ref):
+                                continue
+                            response = await self._post_message(target, message.text, blocks)
                     else:
+                        if not await self._claim(incident_id, message, channel, None):
+                            continue  # posted meanwhile, or another instance is posting it now
                         response = await self._post_message(target, message.text, blocks)
+                    if response is not None:
                         # Slack answers with the channel's id, which chat.update needs (a name will not do).
                         ref, target = response["ts"], response.get("channel") or target
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
                                             target, ref, fingerprint)
                 except Exception as exc:  # any failure is recorded, never raised into the user's action
-                    log.error("incident %s: could not post %s: %s", incident_id, message.key, slack_error(exc))
+                    reason = slack_error(exc)
+                    log.error("incident %s: could not post %s: %s", incident_id, message.key, reason)
                     await asyncio.to_thread(self.core.record_post, incident_id, PLATFORM, message.key,
-                                            channel, None, None, slack_error(exc))
+                                            channel, None, None, reason)
+                    if item.is_new and told is not None and message.key:
+                        told.append(await asyncio.to_thread(self.core.problem_told, incident_id, "post",
+                                                            reason, subject=message.key))
+
+    async def _claim(self, incident_id: int, message: Message, channel: str, replacing: str | None) -> bool:
+        if not message.key:
+            return True  # posted once, never reconciled
+        return await asyncio.to_thread(self.core.claim_post, incident_id, PLATFORM, message.key, channel, replacing)
+
+    async def channel_id(self, channel: str) -> str:
+        """A channel's id for a configured name (conversations.join takes only ids), cached.
+
+        Looked up in the public channels (scope channels:read); a name not found there (a private
+        channel, or an install without the scope) is handed on as #name, which chat.postMessage takes.
+        """
+        if CHANNEL_ID.fullmatch(channel):
+            return channel
+        name = channel.lstrip("#").lower()
+        looked = self._not_found.get(name)
+        if name not in self._channel_ids and (looked is None or time.monotonic() - looked > NOT_FOUND_FOR):
+            cursor = None
+            try:
+                while True:
+                    response = await self.client.conversations_list(
+                        types="public_channel", exclude_archived=True, limit=LIST_PAGE,
+                        **({"cursor": cursor} if cursor else {}))
+                    for found in response.get("channels") or []:
+                        self._channel_ids[found["name"]] = found["id"]
+                    cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                    if name in self._channel_ids or not cursor:
+                        break
+                if name not in self._channel_ids:
+                    log.warning("#%s is not a public channel; posting to it by name", name)
+                    self._not_found[name] = time.monotonic()
+            except Exception as exc:
+                log.warning("could not look up the id of #%s: %s", name, slack_error(exc))
+        return self._channel_ids.get(name) or "#" + name
 
     async def _post_message(self, channel: str, text: str, blocks: list | None = None) -> dict:
         try:
             return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel":
+            error = exc.response.get("error")
+            if error == "channel_not_found":  # deleted since it was looked up: look it up afresh next time
+                self._channel_ids = {n: i for n, i in self._channel_ids.items() if i != channel}
+            if error != "not_in_channel" or not CHANNEL_ID.fullmatch(channel):
                 raise
-            # A public announcement channel the bot was never added to: join it once, then post.
+            # A public announcement channel the bot was never added to: join it once (by id), then post.
             await self.client.conversations_join(channel=channel)
             return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
 
-    async def invite(self, channel: str, users: list[str]) -> None:
+    async def invite(self, channel: str, users: list[str], incident_id: int | None = None,
+                     actor: str | None = None, told: list[str] | None = None) -> None:
         for user in dict.fromkeys(users):
             if not user or user == self.bot_user_id:
                 continue
@@ -143,15 +261,32 @@ class Publisher:
             except SlackApiError as exc:
                 if exc.response.get("error") != "already_in_channel":
                     log.warning("could not invite %s to %s: %s", user, channel, slack_error(exc))
+                    if incident_id is not None:
+                        await self._problem(told, incident_id, "invite", slack_error(exc), subject=user,
+                                            actor=actor)
+                    continue
+            except Exception as exc:  # a network failure after the retries
+                log.warning("could not invite %s to %s: %s", user, channel, slack_error(exc))
+                if incident_id is not None:
+                    await self._problem(told, incident_id, "invite", slack_error(exc), subject=user, actor=actor)
+                continue
+            if incident_id is not None:
+                await asyncio.to_thread(self.core.problem_fixed, incident_id, PLATFORM, "invite", user)
 
-    async def announce(self, text: str, ref: str) -> None:
+    async def announce(self, text: str, ref: str, incident_id: int | None = None, actor: str | None = None,
+                       told: list[str] | None = None) -> bool:
         target = self.core.playbook.team.announcement_channel
         if not target:
-            return
+            return True
         try:
-            await self._post_message(_by_name(target), text)
-        except Exception as exc:  # logged with the incident; the state stays committed
+            await self._post_message(await self.channel_id(target), text)
+            return True
+        except Exception as exc:  # recorded with the incident; the state stays committed
             log.error("%s: announcement to %s failed: %s", ref, target, slack_error(exc))
+            if incident_id is not None:
+                await self._problem(told, incident_id, "announcement", slack_error(exc),
+                                    subject=announcement_subject(text), payload=text, actor=actor)
+            return False
 
     async def _post(self, channel: str, text: str, ref: str) -> None:
         await self._call("chat_postMessage", ref, channel=channel, text=text)

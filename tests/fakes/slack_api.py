@@ -95,6 +95,7 @@ class FakeSlack:
         self.views: dict[str, dict] = {}  # view id -> view as returned by views.open
         self._calls: list[Call] = []
         self._failures: dict[str, list[str]] = {}
+        self._matching_failures: list[list] = []  # [method, error, predicate, times left]
         # One re-entrant lock guards all state; the condition lets wait_for sleep on it.
         self._cond = threading.Condition(threading.RLock())
         self._ids = itertools.count(1)
@@ -118,6 +119,7 @@ class FakeSlack:
             "conversations.create": self._conversations_create,
             "conversations.invite": self._conversations_invite,
             "conversations.join": self._conversations_join,
+            "conversations.list": self._conversations_list,
             "conversations.setTopic": self._conversations_set_topic,
             "conversations.info": self._conversations_info,
             "conversations.archive": self._conversations_archive,
@@ -247,6 +249,19 @@ class FakeSlack:
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         with self._cond:
             self._failures.setdefault(method, []).extend([error] * times)
+
+    def fail_matching(
+        self, method: str, error: str, predicate: Callable[[dict], bool], times: int = 1
+    ) -> None:
+        """Fail the next `times` calls to `method` whose params match `predicate` (others pass)."""
+        with self._cond:
+            self._matching_failures.append([method, error, predicate, times])
+
+    def _fail_if_matching(self, method: str, params: dict) -> None:
+        for failure in self._matching_failures:
+            if failure[0] == method and failure[3] > 0 and failure[2](params):
+                failure[3] -= 1
+                raise SlackError(failure[1])
 
     def uploaded_files(self, channel: str | None = None) -> list[dict]:
         """Completed uploads, oldest first, one entry per channel a file was shared to (or
@@ -431,6 +446,7 @@ class FakeSlack:
                     self._check_token(method, token)
                 if self._failures.get(method):
                     raise SlackError(self._failures[method].pop(0))
+                self._fail_if_matching(method, params)
                 handler = (
                     self._response_url_post if url_name is not None else self._methods.get(method)
                 )
@@ -687,6 +703,7 @@ class FakeSlack:
         return {"channel": self._conversation(ch)}
 
     def _conversations_join(self, p: dict) -> dict:
+        # Only an id will do: Slack answers channel_not_found for "#name" or a bare name.
         ch = self._channel(p.get("channel"), member=False)
         if ch.is_private or ch.is_im:
             raise SlackError("method_not_supported_for_channel_type")
@@ -698,6 +715,45 @@ class FakeSlack:
             }
         ch.members.add(self.bot_user_id)
         return {"channel": self._conversation(ch), **resp}
+
+    def _conversations_list(self, p: dict) -> dict:
+        """Channels page by page, as Slack pages them: `limit` (default 100, at most 1000) per page
+        and an opaque `next_cursor` in response_metadata, empty on the last page."""
+        types = [t.strip() for t in str(p.get("types") or "public_channel").split(",") if t.strip()]
+        if not types or any(t not in ("public_channel", "private_channel", "mpim", "im") for t in types):
+            raise SlackError("invalid_types")
+        raw_limit = p.get("limit", 100)
+        if isinstance(raw_limit, bool) or not re.fullmatch(r"[0-9]+", str(raw_limit)):
+            raise SlackError("invalid_limit")
+        limit = int(raw_limit) or 100
+        if limit > 1000:
+            raise SlackError("invalid_limit")
+        cursor = p.get("cursor") or ""
+        start = 0
+        if cursor:
+            match = re.fullmatch(r"dGVhbTpD([0-9]+)", cursor)
+            if not match:
+                raise SlackError("invalid_cursor")
+            start = int(match.group(1))
+
+        def kind(ch: FakeChannel) -> str:
+            return "im" if ch.is_im else "private_channel" if ch.is_private else "public_channel"
+
+        found = [
+            ch
+            for ch in self.channels.values()
+            if kind(ch) in types
+            and not (_truthy(p.get("exclude_archived")) and ch.is_archived)
+            # a private channel is listed only to its members
+            and (kind(ch) == "public_channel" or self.bot_user_id in ch.members)
+        ]
+        page = found[start : start + limit]
+        following = start + limit
+        next_cursor = f"dGVhbTpD{following}" if following < len(found) else ""
+        return {
+            "channels": [self._conversation(ch) for ch in page],
+            "response_metadata": {"next_cursor": next_cursor},
+        }
 
     def _conversations_set_topic(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))
