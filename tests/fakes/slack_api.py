@@ -120,6 +120,7 @@ class FakeSlack:
             "conversations.join": self._conversations_join,
             "conversations.setTopic": self._conversations_set_topic,
             "conversations.info": self._conversations_info,
+            "conversations.list": self._conversations_list,
             "conversations.archive": self._conversations_archive,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -710,6 +711,35 @@ class FakeSlack:
     def _conversations_info(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"), member=False, active=False)
         return {"channel": self._conversation(ch)}
+
+    def _conversations_list(self, p: dict) -> dict:
+        """Channels in creation order, a page at a time (limit ≤ 1000, default 100), as Slack
+        lists them to a bot: every public channel, private ones only where the bot is a member."""
+        kinds = [t.strip() for t in str(p.get("types") or "public_channel").split(",") if t.strip()]
+        if not kinds or any(k not in ("public_channel", "private_channel", "mpim", "im") for k in kinds):
+            raise SlackError("invalid_types")
+        try:
+            limit = int(p.get("limit") or 100)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_limit") from None
+        if not 1 <= limit <= 1000:
+            raise SlackError("invalid_limit")
+        cursor = str(p.get("cursor") or "")
+        if cursor and not re.fullmatch(r"bmV4dDo[0-9]+", cursor):
+            raise SlackError("invalid_cursor")
+        start = int(cursor[len("bmV4dDo"):]) if cursor else 0
+
+        def listed(ch: FakeChannel) -> bool:
+            kind = "im" if ch.is_im else "private_channel" if ch.is_private else "public_channel"
+            if kind not in kinds or (_truthy(p.get("exclude_archived")) and ch.is_archived):
+                return False
+            return kind == "public_channel" or self.bot_user_id in ch.members
+
+        channels = [ch for ch in self.channels.values() if listed(ch)]
+        page = channels[start : start + limit]
+        following = f"bmV4dDo{start + limit}" if start + limit < len(channels) else ""
+        return {"channels": [self._conversation(ch) for ch in page],
+                "response_metadata": {"next_cursor": following}}
 
     def _conversations_archive(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"), active=False)
