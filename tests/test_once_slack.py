@@ -201,7 +201,8 @@ def test_a_retried_draft_free_drafts_one_statement(room_with_channel):
         "Statement 1 was already drafted from this request; nothing was repeated."
     room.settle()
     assert statements(room.core) == 1
-    assert len([c for c in room.fake.calls_to("chat.postMessage") if "drafted statement" in c.params.get("text", "")]) == 1
+    drafted = [c for c in room.fake.calls_to("chat.postMessage") if "drafted statement" in c.params.get("text", "")]
+    assert len(drafted) == 1
 
 
 def test_a_draft_free_delivered_twice_at_once_drafts_one_statement(room_with_channel):

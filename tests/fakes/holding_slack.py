@@ -7,7 +7,8 @@ kill a bot in the middle of a call:
     hold.release()
 
 With `after=True` (the default) the call takes effect first and only its answer waits, as when a
-network or a process dies after Slack did the work; with `after=False` nothing happens until released.
+network or a process dies after Slack did the work; with `after=False` nothing happens until released,
+and `hold.abandon()` lets the held call end without any effect (its caller was killed meanwhile).
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ class Hold:
         self.after, self.timeout = after, timeout
         self.arrived, self.released = threading.Event(), threading.Event()
         self.count = 0
+        self.abandoned = False
 
     def release(self) -> None:
+        self.released.set()
+
+    def abandon(self) -> None:
+        self.abandoned = True
         self.released.set()
 
     async def wait(self) -> None:
@@ -47,10 +53,15 @@ class HoldingSlack(FakeSlack):
         self._holds[method] = Hold(after, timeout)
         return self._holds[method]
 
+    def unhold(self, method: str) -> None:
+        self._holds.pop(method, None)
+
     async def _http_api(self, request: web.Request) -> web.Response:
         hold = self._holds.get(request.match_info["method"])
         if hold is not None and not hold.after:
             await hold.wait()
+            if hold.abandoned:
+                return web.json_response({"ok": False, "error": "fake_request_abandoned"}, status=500)
         response = await super()._http_api(request)
         if hold is not None and hold.after:
             await hold.wait()
