@@ -212,6 +212,33 @@ class Core(Drafting, Clocks, Closing, Once):
             incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
             return None if incident is None else self._take_opening(incident)
 
+    def hold_opening(self, incident_id: int) -> bool:
+        """Before each attempt at making the channel: extend this request's lease, or learn that it ran
+        out and another request took the opening over (then this one must not make a channel)."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is None or incident.channel_id is not None:
+                return False
+            if incident.opening_until is not None and incident.opening_by != self.worker:
+                return False
+            if incident.opening_until is not None:
+                incident.opening_until = self.clock() + self.opening_lease
+            return True
+
+    def may_record_channel(self, incident_id: int, channel_id: str) -> str:
+        """After making a channel: "record" it (this request still holds the opening), or it was
+        "recorded" already (another request found it by name), or this request "lost" the opening
+        while the channel was made (the incident is gone, or has another holder or channel)."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is None:
+                return "lost"
+            if incident.channel_id is not None:
+                return "recorded" if incident.channel_id == channel_id else "lost"
+            if incident.opening_until is not None and incident.opening_by != self.worker:
+                return "lost"
+            return "record"
+
     def finish_opening(self, incident_id: int) -> None:
         """The channel is made and posted to: the incident is open, nothing is left to recover."""
         with self.db.transaction() as s:

@@ -132,6 +132,32 @@ def test_a_retry_after_its_first_delivery_died_finds_the_channel_by_name(core, c
         assert core.incident_in_channel("T1", made) is not None
 
 
+def test_a_request_that_hangs_past_its_lease_leaves_one_room_to_the_one_that_took_over(core, db, playbook, clock):
+    with holding_room(core) as room, served(Core(db, playbook, clock=clock), room.fake) as second:
+        create = room.fake.hold("conversations.create", after=False, times=1)
+        body, name = room.send.command_body(START, channel=room.general)
+        room.send.post(body)
+        assert create.arrived.wait(5)
+        clock.advance(seconds=31)  # the first delivery hangs in Slack beyond its opening lease
+        listed = room.fake.hold("conversations.list", times=1)
+        SlackSender(second.url, room.fake.response_url).post(body)  # the same request on another instance
+        assert listed.arrived.wait(5)  # it took the opening over and looks for a channel: none yet
+        create.release()  # now the first one's channel is made …
+        room.fake.wait_for("conversations.create")
+        time.sleep(0.3)
+        listed.release()  # … and the second one, finding none, makes its own
+
+        told = answers(room, name, count=1)
+        room.settle(1)
+        rooms = [c for c in room.fake.channels.values() if c.name.startswith("2026-11-22-crisis-1")]
+        active = [c for c in rooms if not c.is_archived]
+        assert len(active) == 1, [(c.name, c.is_archived, len(c.messages)) for c in rooms]
+        assert all(f"<#{active[0].id}>" in text for text in told)
+        assert len(active[0].messages) == 7
+        assert core.incident_in_channel("T1", active[0].id) is not None
+        assert len(room.messages(room.announcements)) == 1
+
+
 # -- 8. an interrupted start -------------------------------------------------------------------------
 
 def test_an_interrupted_start_whose_channel_exists_is_finished_at_start_and_the_reporter_told(core, clock):

@@ -221,6 +221,12 @@ class SlackBot:
             channel = await self.create_channel(opening, respond)
             if channel is None:
                 return None
+            verdict = await asyncio.to_thread(self.core.may_record_channel, opening.incident_id, channel[0])
+            if verdict != "record":  # this request's lease ran out meanwhile; the one that took over answers
+                log.warning("%s: lost its opening while making %s (%s)", opening.ref, channel[1], verdict)
+                if verdict == "lost":
+                    await self._drop_channel(channel[0], opening.ref)
+                return None
         outcome = await asyncio.to_thread(self.core.opened, opening.incident_id, channel[0], channel[1])
         await self.publisher.apply(outcome)
         await asyncio.to_thread(self.core.finish_opening, opening.incident_id)
@@ -230,6 +236,13 @@ class SlackBot:
             await self._tell(respond, self.core.say("start_recovered", opening.language, ref=opening.ref,
                                                     title=opening.title, channel=channel_link(channel[0])))
         return channel[0]
+
+    async def _drop_channel(self, channel: str, ref: str) -> None:
+        """A channel made for an opening that another request completed: archived, so no empty room stays."""
+        try:
+            await self.client.conversations_archive(channel=channel)
+        except Exception as exc:
+            log.error("%s: could not archive the spare channel %s: %s", ref, channel, slack_error(exc))
 
     async def find_channel(self, opening: Opening) -> tuple[str, str] | None:
         """The channel an interrupted start may have made already: one of its names, with the bot in it,
@@ -283,6 +296,9 @@ class SlackBot:
         reason = "unknown"
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
             name = opening.channel_name(attempt)
+            if not await asyncio.to_thread(self.core.hold_opening, opening.incident_id):
+                log.warning("%s: its opening was taken over by another request; leaving it to that one", opening.ref)
+                return None
             try:
                 response = await self.client.conversations_create(name=name, is_private=False)
                 return response["channel"]["id"], response["channel"]["name"]

@@ -23,8 +23,8 @@ from .slack_api import FakeSlack
 
 
 class Hold:
-    def __init__(self, after: bool, timeout: float):
-        self.after, self.timeout = after, timeout
+    def __init__(self, after: bool, timeout: float, times: int | None):
+        self.after, self.timeout, self.times = after, timeout, times
         self.arrived, self.released = threading.Event(), threading.Event()
         self.count = 0
         self.abandoned = False
@@ -35,6 +35,9 @@ class Hold:
     def abandon(self) -> None:
         self.abandoned = True
         self.released.set()
+
+    def applies(self) -> bool:
+        return self.times is None or self.count < self.times
 
     async def wait(self) -> None:
         self.count += 1
@@ -49,8 +52,9 @@ class HoldingSlack(FakeSlack):
         super().__init__(*args, **kwargs)
         self._holds: dict[str, Hold] = {}
 
-    def hold(self, method: str, *, after: bool = True, timeout: float = 30.0) -> Hold:
-        self._holds[method] = Hold(after, timeout)
+    def hold(self, method: str, *, after: bool = True, timeout: float = 30.0, times: int | None = None) -> Hold:
+        """Hold the calls to `method` (only the first `times` of them, if given) until released."""
+        self._holds[method] = Hold(after, timeout, times)
         return self._holds[method]
 
     def unhold(self, method: str) -> None:
@@ -58,6 +62,8 @@ class HoldingSlack(FakeSlack):
 
     async def _http_api(self, request: web.Request) -> web.Response:
         hold = self._holds.get(request.match_info["method"])
+        if hold is not None and not hold.applies():
+            hold = None
         if hold is not None and not hold.after:
             await hold.wait()
             if hold.abandoned:
