@@ -325,3 +325,25 @@ def room_with_channel(core):
     with holding_room(core) as room:
         yield room, _open(room)
 
+
+
+def test_an_incident_orphaned_before_the_upgrade_is_swept_too(db, core, clock):
+    """Starts interrupted by the code before migration 0007 have no opening lease; the upgrade gives
+    them one that has run out, so the sweep rolls them back like any other."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from bot.db import alembic_config
+
+    command.downgrade(alembic_config(db.engine), "0004")
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO incidents (workspace_id, number, title, crisis_type, severity, phase, description,"
+            " reporter_id, language, created_at) VALUES ('T1', 1, 'Charger overheats', 'defective-product', 2,"
+            " 'detected', '', 'U1', 'en', :at)"), {"at": clock().replace(tzinfo=None)})
+        connection.execute(text("INSERT INTO workspace_counters (workspace_id, last_number) VALUES ('T1', 1)"))
+    command.upgrade(alembic_config(db.engine), "head")
+    clock.advance(seconds=1)
+    with holding_fake() as fake, served(core, fake):
+        assert dms(fake, "U1", "was interrupted before its channel was made")
+        assert incidents(core) == 0
