@@ -152,7 +152,8 @@ class Clocks:
                               due=deadline.due_at, reason=reason)
             return self._outcome(incident, notices=[notice], updates=[self.views.header(incident)])
 
-    def status_update(self, incident_id: int, user: str, known: str, doing: str, next_at: str | None):
+    def status_update(self, incident_id: int, user: str, known: str, doing: str, next_at: str | None,
+                      request_key: str | None = None):
         known, doing = (known or "").strip(), (doing or "").strip()
         if not known and not doing:
             raise Refusal("update_empty")
@@ -162,6 +163,9 @@ class Clocks:
             incident = self._load_live(s, incident_id)
             if not incident.roles_of(user):
                 raise Refusal("not_permitted_update")
+            if repeated := self._repeated(s, incident, request_key and f"update:{request_key}"):
+                return repeated  # a double submit or a second instance: one update, one announcement
+            self._answered(s, incident, request_key and f"update:{request_key}", "repeat_update", ref=incident.ref)
             now = self.clock()
             next_due = parse_next(next_at, now) if next_at and next_at.strip() else None
             self._event(s, incident, user, "status.update", known=known, doing=doing,

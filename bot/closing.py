@@ -49,10 +49,14 @@ class Closing:
                                  updates=[self.views.header(incident), *self.views.after_resolve_steps(incident),
                                           *self._summary(s, incident)])
 
-    def add_lesson(self, incident_id: int, user: str, kind: str, text: str, owner: str | None = None):
+    def add_lesson(self, incident_id: int, user: str, kind: str, text: str, owner: str | None = None,
+                   request_key: str | None = None):
         text, owner = check_lesson(kind, text, owner)
         with self.db.transaction() as s:
             incident = self._load_closed(s, incident_id, "lesson_not_closed", "lesson_archived")
+            if repeated := self._repeated(s, incident, request_key and f"lesson:{request_key}"):
+                return repeated
+            self._answered(s, incident, request_key and f"lesson:{request_key}", "lesson_added", kind=kind)
             if any((x.kind, x.text, x.owner_id, x.author_id) == (kind, text, owner, user) for x in incident.lessons):
                 # A double submit or a retried delivery: the lesson is there once.
                 return self._outcome(incident, private=self.say("lesson_added", incident.language, kind=kind))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ from bot.models import (
     WorkspaceCounter,
 )
 from bot.naming import channel_name
+from bot.once import Once
 from bot.playbook import INCIDENT_PHASES, Playbook
 from bot.summary import Summary
 from bot.texts import Texts, channel_link, mention
@@ -57,7 +58,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Opening:
-    """A started incident that still needs its channel; the handler creates it, then calls opened()."""
+    """A started incident that still needs its channel; the handler creates it, then calls opened().
+
+    `state` says what this request must do: "create" the channel (a new incident), "recover" it
+    (the request that held the opening died: look for its channel by name first), "wait" for
+    another request that holds the opening now, or nothing: it is "open".
+    """
 
     incident_id: int
     ref: str
@@ -65,12 +71,21 @@ class Opening:
     created_at: datetime
     title: str
     channel_id: str | None  # set when a retried request finds the incident already open
+    state: str = "create"
+    recorded_name: str | None = None
+    reporter: str = ""
+    language: str = "en"
+    workspace: str = ""
 
     def channel_name(self, attempt: int = 1) -> str:
         return channel_name(self.created_at.date(), self.number, self.title, attempt)
 
 
-class Core(Drafting, Clocks, Closing, Delivery):
+class Core(Drafting, Clocks, Closing, Delivery, Once):
+    # How long one request holds an incident's opening (make the channel, post into it) before a
+    # retry or the recovery sweep may take it over.
+    opening_lease = timedelta(seconds=30)
+
     def __init__(self, db: Database, playbook: Playbook, *, language: str = "en",
                  clock: Clock = system_clock, texts: Texts | None = None):
         self.db = db
@@ -121,7 +136,7 @@ class Core(Drafting, Clocks, Closing, Delivery):
 
     def start_incident(self, workspace: str, reporter: str, title: str, *, crisis_type: str | None = None,
                        severity: int | None = None, description: str = "",
-                       request_key: str | None = None) -> Opening:
+                       request_key: str | None = None, platform: str | None = None) -> Opening:
         title = commands.check_title(title)
         description = commands.check_description(description)
         crisis_type = commands.parse_type(crisis_type, self.playbook)
@@ -132,19 +147,21 @@ class Core(Drafting, Clocks, Closing, Delivery):
         for attempt in range(3):
             try:
                 with self.db.transaction() as s:
-                    return self._start(s, workspace, reporter, title, crisis_type, severity, description, request_key)
+                    return self._start(s, workspace, reporter, title, crisis_type, severity, description, request_key,
+                                       platform)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 log.info("start of %r raced another request; retrying", title)
         raise AssertionError("unreachable")
 
-    def _start(self, s: Session, workspace, reporter, title, crisis_type, severity, description, request_key):
+    def _start(self, s: Session, workspace, reporter, title, crisis_type, severity, description, request_key,
+               platform=None):
         if request_key:
             existing = s.scalar(select(Incident).where(
-                Incident.workspace_id == workspace, Incident.request_key == request_key))
+                Incident.workspace_id == workspace, Incident.request_key == request_key).with_for_update())
             if existing:
-                return self._opening(existing)
+                return self._take_opening(existing)
         counter = s.get(WorkspaceCounter, workspace, with_for_update=True)
         if counter is None:
             counter = WorkspaceCounter(workspace_id=workspace, last_number=0)
@@ -156,6 +173,9 @@ class Core(Drafting, Clocks, Closing, Delivery):
             severity=severity, phase="detected", description=description, reporter_id=reporter,
             language=self.language, request_key=request_key, created_at=now,
         )
+        if platform:  # the channel is made outside the database: hold the opening while it is
+            incident.opening_platform, incident.opening_by = platform, self.worker
+            incident.opening_until = now + self.opening_lease
         language = self.language
         position = 0
         for step in self.playbook.checklist:
@@ -176,9 +196,68 @@ class Core(Drafting, Clocks, Closing, Delivery):
         self._start_clocks(s, incident)
         return self._opening(incident)
 
-    def _opening(self, incident: Incident) -> Opening:
+    def _opening(self, incident: Incident, state: str = "create") -> Opening:
         return Opening(incident.id, incident.ref, incident.number, incident.created_at, incident.title,
-                       incident.channel_id)
+                       incident.channel_id, state, incident.channel_name, incident.reporter_id, incident.language,
+                       incident.workspace_id)
+
+    def _take_opening(self, incident: Incident) -> Opening:
+        """A second request for an incident being opened: it is open, held by someone, or free to take over."""
+        now = self.clock()
+        if incident.opening_until is None and incident.channel_id:
+            return self._opening(incident, "open")
+        if incident.opening_until is not None and incident.opening_until > now:
+            return self._opening(incident, "wait")  # held by a request that is still at it (here or elsewhere)
+        log.warning("%s: the opening by %s ran out; %s takes it over", incident.ref, incident.opening_by, self.worker)
+        incident.opening_by, incident.opening_until = self.worker, now + self.opening_lease
+        return self._opening(incident, "recover")
+
+    def retake_opening(self, incident_id: int) -> Opening | None:
+        """How an opening stands now (None: it was rolled back); takes it over if its lease ran out."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            return None if incident is None else self._take_opening(incident)
+
+    def hold_opening(self, incident_id: int) -> bool:
+        """Before each attempt at making the channel: extend this request's lease, or learn that it ran
+        out and another request took the opening over (then this one must not make a channel)."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is None or incident.channel_id is not None:
+                return False
+            if incident.opening_until is not None and incident.opening_by != self.worker:
+                return False
+            if incident.opening_until is not None:
+                incident.opening_until = self.clock() + self.opening_lease
+            return True
+
+    def may_record_channel(self, incident_id: int, channel_id: str) -> str:
+        """After making a channel: "record" it (this request still holds the opening), or it was
+        "recorded" already (another request found it by name), or this request "lost" the opening
+        while the channel was made (the incident is gone, or has another holder or channel)."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is None:
+                return "lost"
+            if incident.channel_id is not None:
+                return "recorded" if incident.channel_id == channel_id else "lost"
+            if incident.opening_until is not None and incident.opening_by != self.worker:
+                return "lost"
+            return "record"
+
+    def finish_opening(self, incident_id: int) -> None:
+        """The channel is made and posted to: the incident is open, nothing is left to recover."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is not None and incident.channel_id is not None:
+                incident.opening_by = incident.opening_until = None
+
+    def stale_openings(self, platform: str, limit: int = 20) -> list[int]:
+        """Incidents of this platform whose opening did not complete and whose lease ran out."""
+        with self.db.transaction() as s:
+            return list(s.scalars(select(Incident.id).where(
+                Incident.opening_platform == platform, Incident.opening_until.is_not(None),
+                Incident.opening_until < self.clock()).order_by(Incident.id).limit(limit)))
 
     def abandon_start(self, incident_id: int, reason: str) -> None:
         """The channel could not be created: remove the incident so nothing half-made is left."""
@@ -369,7 +448,8 @@ class Core(Drafting, Clocks, Closing, Delivery):
                                             channel=channel_link(incident.channel_id))
             return out
 
-    def run(self, command: commands.Command, incident_id: int, user: str) -> Outcome:
+    def run(self, command: commands.Command, incident_id: int, user: str,
+            request_key: str | None = None) -> Outcome:
         """The incident commands that change state, the same for every platform."""
         if command.name == "assign":
             return self.assign_role(incident_id, user, command.user, command.role)
@@ -386,7 +466,7 @@ class Core(Drafting, Clocks, Closing, Delivery):
         if command.name == "snooze":
             return self.snooze(incident_id, user, command.deadline, command.length, command.text)
         if command.name == "draft" and command.template == "free" and command.text:
-            return self.draft(incident_id, user, "free", {"text": command.text})
+            return self.draft(incident_id, user, "free", {"text": command.text}, request_key=request_key)
         raise Refusal("unknown_command", command=command.name)
 
     # -- read-only answers -----------------------------------------------------------------

@@ -79,9 +79,12 @@ class Drafting:
 
     # -- draft and edit ------------------------------------------------------------------------
 
-    def draft(self, incident_id: int, user: str, template_key: str, values: dict[str, str | None]):
+    def draft(self, incident_id: int, user: str, template_key: str, values: dict[str, str | None],
+              request_key: str | None = None):
         with self.db.transaction() as s:
             incident = self._load_live(s, incident_id)
+            if repeated := self._repeated(s, incident, request_key and f"draft:{request_key}"):
+                return repeated  # a retried or second delivery of this request: one statement
             text = self._render(incident, template_key, values)
             template = None if template_key == FREE else self._template(template_key)
             lang = incident.language
@@ -96,6 +99,7 @@ class Drafting:
             s.flush()
             self._event(s, incident, user, "statement.drafted", statement=number, version=1,
                         template=statement.template_key, text=text)
+            self._answered(s, incident, request_key and f"draft:{request_key}", "repeat_draft", number=number)
             return self._statement_outcome(incident, statement, [self.say(
                 "statement_drafted", lang, number=number, title=statement.title, by=mention(user),
                 approvers=self._approvers(incident, version))])

@@ -63,6 +63,11 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # While its channel is being made and first posted to, the incident is "opening": one request
+    # holds it until opening_until; a retry waits, and after the lease runs out another may take over.
+    opening_platform: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    opening_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    opening_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     assignments: Mapped[list[RoleAssignment]] = relationship(
         back_populates="incident", order_by="RoleAssignment.id", cascade="all, delete-orphan"
@@ -302,3 +307,23 @@ class DeliveryProblem(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     fixed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RequestClaim(Base):
+    """One request, done once: a retried delivery, a double submit or a second instance finds it here.
+
+    The key comes from the request (a trigger id, a view id and hash, an event id) or names a
+    guard (one export of an incident at a time). A row is "running" while its holder's lease
+    lasts, or "done" with what the request answered, so a retry gets the same answer.
+    """
+
+    __tablename__ = "request_claims"
+    __table_args__ = (UniqueConstraint("workspace_id", "key", name="uq_request_claim"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(10), default="done")  # running, done
+    claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -10,8 +10,10 @@ import asyncio
 import json
 import logging
 import re
+import time
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from datetime import timedelta
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -32,13 +34,16 @@ from bot.drafting import FREE
 from bot.errors import Refusal
 from bot.export import filename as export_filename
 from bot.export import to_markdown
+from bot.texts import channel_link
 from handlers.slack import drafts
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
-from handlers.slack.publish import Publisher, slack_error
+from handlers.slack.publish import PLATFORM, Publisher, slack_error
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
 MAX_NAMED = 50  # people looked up by name for an export; the rest are shown by id
+MAX_LIST_PAGES = 20  # conversations.list pages read to find an interrupted start's channel by its name
+EXPORT_LEASE = 300  # seconds an export holds its incident's guard, should its instance die meanwhile
 ACTIONS = (r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish)"
            r"|lesson\.(well|improve|action)|retro\.(export|archive)|repair\.posts)\|")
 
@@ -56,7 +61,7 @@ class SlackBot:
         self.core = core
         self.client = make_client(token, base_url)
         self.publisher = Publisher(core, self.client)
-        self._exporting: set[int] = set()  # incidents whose export is uploading now
+        self.recovery_interval = 60  # seconds between sweeps for interrupted starts (and at start)
         # Each listener is split: a quick `ack_*` that answers Slack at once, and a lazy `work_*`
         # that Bolt starts after the response is sent. With process_before_response the ack is
         # returned directly, without Bolt's 10 ms polling for it (see docs/speed.md).
@@ -163,7 +168,8 @@ class SlackBot:
                           response_type="ephemeral", replace_original=False)
             return
         if command.name == "export":
-            await self.export(incident_id, body.get("channel_id"), respond)
+            await self.export(incident_id, body.get("channel_id"), respond, body.get("team_id"),
+                              body.get("trigger_id"))
             return
         if command.name == "show":
             await self.show(incident_id, body)
@@ -173,7 +179,7 @@ class SlackBot:
             await respond(text=message.text, blocks=to_blocks(message, incident_id),
                           response_type="ephemeral", replace_original=False)
             return
-        outcome = await asyncio.to_thread(core.run, command, incident_id, user)
+        outcome = await asyncio.to_thread(core.run, command, incident_id, user, body.get("trigger_id"))
         if outcome.private:
             await self._tell(respond, outcome.private)
         await self.publisher.apply(outcome, respond, user)
@@ -191,19 +197,119 @@ class SlackBot:
                     request_key) -> None:
         opening = await asyncio.to_thread(
             self.core.start_incident, workspace, user, title, crisis_type=crisis_type, severity=severity,
-            description=description, request_key=request_key)
-        channel = opening.channel_id or await self.create_channel(opening, respond)
+            description=description, request_key=request_key, platform=PLATFORM)
+        opening = await self._await_opening(opening)
+        if opening is None:
+            return  # the request that held it could not make the channel, and said so
+        if opening.state == "wait":
+            await self._tell(respond, self.core.say("opening_in_progress", opening.language, ref=opening.ref))
+        elif opening.state == "open":  # a retried request: the room exists, send them there
+            await self._tell(respond, self.core.say("started_private", opening.language, ref=opening.ref,
+                                                    channel=channel_link(opening.channel_id)))
+        else:
+            await self.complete_opening(opening, respond, create=True)
+
+    async def _await_opening(self, opening: Opening) -> Opening | None:
+        """Another request holds this opening (a retry, or a second instance): wait for it, bounded
+        by its lease; once the lease runs out (its holder died) this request takes it over."""
+        deadline = time.monotonic() + self.core.opening_lease.total_seconds() + 5
+        while opening is not None and opening.state == "wait" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            opening = await asyncio.to_thread(self.core.retake_opening, opening.incident_id)
+        return opening
+
+    async def complete_opening(self, opening: Opening, respond, *, create: bool) -> str | None:
+        """Make (or find) the channel, record it, post into it and end the opening; the channel's id.
+        Without `create` an opening whose channel is not found is rolled back instead."""
+        channel = (opening.channel_id, opening.recorded_name) if opening.channel_id else None
+        if channel is None and opening.state == "recover":
+            channel = await self.find_channel(opening)
+        if channel is None and not create:
+            await asyncio.to_thread(self.core.abandon_start, opening.incident_id, "interrupted before its channel")
+            await self._tell(respond, self.core.say("start_rolled_back", opening.language, ref=opening.ref,
+                                                    title=opening.title))
+            return None
         if channel is None:
-            return
+            channel = await self.create_channel(opening, respond)
+            if channel is None:
+                return None
+            verdict = await asyncio.to_thread(self.core.may_record_channel, opening.incident_id, channel[0])
+            if verdict != "record":  # this request's lease ran out meanwhile; the one that took over answers
+                log.warning("%s: lost its opening while making %s (%s)", opening.ref, channel[1], verdict)
+                if verdict == "lost":
+                    await self._drop_channel(channel[0], opening.ref)
+                return None
         outcome = await asyncio.to_thread(self.core.opened, opening.incident_id, channel[0], channel[1])
-        told = await self.publisher.apply(outcome, actor=user)  # a failed invite is told with the link
-        await self._tell(respond, "\n".join([outcome.private, *told]))
+        told = await self.publisher.apply(outcome, actor=opening.reporter)  # a failed invite is told with the link
+        await asyncio.to_thread(self.core.finish_opening, opening.incident_id)
+        said = outcome.private if create else self.core.say(
+            "start_recovered", opening.language, ref=opening.ref, title=opening.title,
+            channel=channel_link(channel[0]))
+        await self._tell(respond, "\n".join([said, *told]))
+        return channel[0]
+
+    async def _drop_channel(self, channel: str, ref: str) -> None:
+        """A channel made for an opening that another request completed: archived, so no empty room stays."""
+        try:
+            await self.client.conversations_archive(channel=channel)
+        except Exception as exc:
+            log.error("%s: could not archive the spare channel %s: %s", ref, channel, slack_error(exc))
+
+    async def find_channel(self, opening: Opening) -> tuple[str, str] | None:
+        """The channel an interrupted start may have made already: one of its names, with the bot in it,
+        that no incident has recorded."""
+        names = {opening.channel_name(attempt): attempt for attempt in range(1, MAX_NAME_ATTEMPTS + 1)}
+        found, cursor = [], None
+        try:
+            for _ in range(MAX_LIST_PAGES):
+                response = await self.client.conversations_list(
+                    types="public_channel", exclude_archived=True, limit=200, **({"cursor": cursor} if cursor else {}))
+                found += [c for c in response.get("channels") or [] if c.get("name") in names and c.get("is_member")]
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except Exception as exc:
+            log.error("%s: could not look for its channel: %s", opening.ref, slack_error(exc))
+            raise
+        for channel in sorted(found, key=lambda c: names[c["name"]]):
+            if await asyncio.to_thread(self.core.incident_in_channel, opening.workspace, channel["id"]) is None:
+                log.info("%s: found its channel %s by name", opening.ref, channel["name"])
+                return channel["id"], channel["name"]
+        return None
+
+    async def recover_openings(self) -> int:
+        """At start and on a timer: finish the starts that were interrupted (their channel found by its
+        name) or roll them back (the number given back), and tell the reporter privately."""
+        recovered = 0
+        try:
+            for incident_id in await asyncio.to_thread(self.core.stale_openings, PLATFORM):
+                opening = await asyncio.to_thread(self.core.retake_opening, incident_id)
+                if opening is None or opening.state != "recover":
+                    continue  # finished, or taken by another instance meanwhile
+                try:
+                    await self.complete_opening(opening, self._direct(opening.reporter), create=False)
+                    recovered += 1
+                except Exception:  # the lease runs out again and the next sweep retries
+                    log.exception("%s: could not recover its interrupted start", opening.ref)
+            await asyncio.to_thread(self.core.forget_requests)
+        except Exception:
+            log.exception("the sweep for interrupted starts failed")
+        return recovered
+
+    def _direct(self, user: str):
+        """Tell one person privately in a direct message, for work that has no request to answer."""
+        async def tell(text: str, **_ignored) -> None:
+            await self.client.chat_postMessage(channel=user, text=text)
+        return tell
 
     async def create_channel(self, opening: Opening, respond) -> tuple[str, str] | None:
         """Create the incident channel, or remove the incident so nothing half-made is left."""
         reason = "unknown"
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
             name = opening.channel_name(attempt)
+            if not await asyncio.to_thread(self.core.hold_opening, opening.incident_id):
+                log.warning("%s: its opening was taken over by another request; leaving it to that one", opening.ref)
+                return None
             try:
                 response = await self.client.conversations_create(name=name, is_private=False)
                 return response["channel"]["id"], response["channel"]["name"]
@@ -302,7 +408,8 @@ class SlackBot:
                 await self.client.views_open(trigger_id=body["trigger_id"], view=view)
                 return
             elif name == "retro.export":
-                await self.export(incident_id, (body.get("channel") or {}).get("id"), respond)
+                await self.export(incident_id, (body.get("channel") or {}).get("id"), respond,
+                                  (body.get("team") or {}).get("id"), body.get("trigger_id"))
                 return
             elif name == "retro.archive":
                 outcome = await asyncio.to_thread(core.archive, incident_id, user)
@@ -388,7 +495,9 @@ class SlackBot:
         reply = self._private_reply(user, {**meta, "ephemeral_in": meta.get("channel")})
         async with self.answering(reply, "draft a statement"):
             outcome = await asyncio.to_thread(self.core.draft, int(meta["incident"]), user,
-                                              meta.get("template") or "", values)
+                                              meta.get("template") or "", values, _view_key(body.get("view")))
+            if outcome.private:  # a repeated submission: told it was done once
+                await reply(outcome.private)
             await self.publisher.apply(outcome, reply, user)
 
     async def ack_reason(self, ack, view):
@@ -448,7 +557,10 @@ class SlackBot:
         reply = self._private_reply(user, meta)
         async with self.answering(reply, "status update"):
             outcome = await asyncio.to_thread(self.core.status_update, int(meta["incident"]), user,
-                                              fields.get("known"), fields.get("doing"), fields.get("next"))
+                                              fields.get("known"), fields.get("doing"), fields.get("next"),
+                                              _view_key(view))
+            if outcome.private:  # a repeated submission: told it was done once
+                await reply(outcome.private)
             await self.publisher.apply(outcome, reply, user)
 
     async def _statement_form(self, body: dict, meta: dict, action) -> None:
@@ -492,21 +604,36 @@ class SlackBot:
                 raise Refusal("malformed_request") from None
             outcome = await asyncio.to_thread(
                 self.core.add_lesson, incident, user, meta.get("kind") or "",
-                drafts.field_values(view).get("text") or "", drafts.selected_user(view, "owner"))
+                drafts.field_values(view).get("text") or "", drafts.selected_user(view, "owner"), _view_key(view))
             if outcome.private:
                 await reply(outcome.private)
             await self.publisher.apply(outcome, reply, user)
 
-    async def export(self, incident_id: int, channel: str | None, respond) -> None:
-        """Upload the retrospective as Markdown where it was asked for, people named as Slack shows them."""
-        if incident_id in self._exporting:  # a double click: one file is enough
-            await self._tell(respond, self.core.say("export_in_progress"))
+    async def export(self, incident_id: int, channel: str | None, respond, workspace: str | None = None,
+                     request_key: str | None = None) -> None:
+        """Upload the retrospective as Markdown where it was asked for, people named as Slack shows them.
+
+        One export of an incident at a time, on any number of instances: the guard is a claim in the
+        database, lifted when the upload ends (or its lease runs out, should this instance die)."""
+        core, workspace = self.core, workspace or ""
+        request = f"export-request:{request_key}" if request_key else None
+        if request and (await asyncio.to_thread(core.claim_request, workspace, request)).state != "mine":
+            log.info("export of incident %s: request %s was handled already", incident_id, request_key)
+            return  # a retried delivery of one click: its first delivery answers
+        guard = f"export:{incident_id}"
+        claim = await asyncio.to_thread(core.claim_request, workspace, guard, timedelta(seconds=EXPORT_LEASE))
+        if claim.state != "mine":  # a double click, here or on another instance: one file is enough
+            await self._tell(respond, core.say("export_in_progress"))
+            if request:
+                await asyncio.to_thread(core.finish_request, workspace, request)
             return
-        self._exporting.add(incident_id)
+        failure = "unknown"
         try:
             failure = await self._export(incident_id, channel)
         finally:
-            self._exporting.discard(incident_id)
+            await asyncio.to_thread(core.finish_request, workspace, guard, keep=False)
+            if request:  # a failed export may be asked for again with the same request
+                await asyncio.to_thread(core.finish_request, workspace, request, keep=failure is None)
         if failure:  # told after the guard is lifted, so trying again at once works
             await self._tell(respond, failure)
 
@@ -543,11 +670,21 @@ class SlackBot:
 
     # -- events and errors -------------------------------------------------------------------
 
-    async def on_mention(self, event, client):
+    async def on_mention(self, body, event, client):
+        # Slack delivers an event again (X-Slack-Retry-Num, the same event_id) when the first delivery
+        # was not acknowledged in time; it may or may not have been handled. The claim answers it once.
+        workspace, key = body.get("team_id") or "", f"event:{body.get('event_id')}"
+        if body.get("event_id"):
+            claim = await asyncio.to_thread(self.core.claim_request, workspace, key)
+            if claim.state != "mine":
+                log.info("event %s was answered already (retry %s)", body.get("event_id"), claim.state)
+                return
         try:
             await client.chat_postEphemeral(channel=event["channel"], user=event["user"], text=self.core.help_text())
         except Exception as exc:
             log.warning("could not answer a mention: %s", slack_error(exc))
+        if body.get("event_id"):
+            await asyncio.to_thread(self.core.finish_request, workspace, key)
 
     async def on_error(self, error, body):
         log.error("unhandled error for %s: %r", (body or {}).get("type"), error)
@@ -567,6 +704,14 @@ async def _after_response() -> None:
             await asyncio.wait_for(sent.wait(), timeout=3)
         except TimeoutError:
             log.warning("the ack was not confirmed as sent within 3 s; working anyway")
+
+
+def _view_key(view) -> str | None:
+    """The idempotency key of a form submission: the view's id and hash (a new hash after every update
+    of the view), the same for a double submit or a retried delivery."""
+    if not isinstance(view, dict) or not view.get("id"):
+        return None
+    return f"view:{view['id']}:{view.get('hash') or ''}"
 
 
 def _plain_text(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -47,6 +48,9 @@ async def _start_reminders(bot: SlackBot) -> None:
     bot.publisher.after_apply = runner.poke
     bot.reminders = runner
     runner.start()
+    # Starts interrupted by a crash are finished or rolled back now, and then on a timer.
+    runner.scheduler.add_job(bot.recover_openings, "interval", seconds=bot.recovery_interval, id="openings",
+                             next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
 
 
 async def _stop_reminders(bot: SlackBot) -> None:

@@ -5,7 +5,7 @@ which differ by milliseconds. Old rows are filled in from what only resolve did:
 the deadline in someone's name, while a severity change closed it in nobody's.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 23:50:00
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
