@@ -6,7 +6,6 @@ import json
 
 from bot.core import Core
 from bot.messages import Actions, Button, Context, Divider, Header, Message, Section, UserPicker
-from handlers.slack.inbound import from_slack
 
 ACTION_SEPARATOR = "|"
 
@@ -113,6 +112,6 @@ def modal_values(view: dict) -> dict[str, str | None]:
         element = (values.get(block) or {}).get(block) or {}
         if element.get("type") == "static_select":
             return (element.get("selected_option") or {}).get("value")
-        return from_slack(element.get("value"))
+        return element.get("value")  # as typed: Slack escapes a command's text, not a form's inputs
 
     return {name: field(name) for name in ("title", "type", "severity", "description")}

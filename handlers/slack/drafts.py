@@ -9,7 +9,6 @@ from bot.core import Core
 from bot.drafting import DraftForm
 from bot.texts import Trusted, escape_chat
 from handlers.slack.blocks import _mrkdwn, _plain
-from handlers.slack.inbound import from_slack
 
 PICK, FILL, PREVIEW = "crisis.draft.pick", "crisis.draft.fill", "crisis.draft.preview"
 REASON, EDIT, PUBLISH = "crisis.reason", "crisis.edit", "crisis.publish"
@@ -106,7 +105,7 @@ def field_values(view: dict, prefix: str = "") -> dict[str, str | None]:
     for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
         if block_id.startswith(prefix):
             element = actions.get(block_id) or {}
-            out[block_id[len(prefix):]] = from_slack(element.get("value"))
+            out[block_id[len(prefix):]] = element.get("value")  # as typed: Slack does not escape inputs
     return out
 
 

@@ -1,7 +1,9 @@
 """What comes in from Slack, taken as the person meant it, and refused at the edge when it cannot be.
 
-`from_slack` turns Slack's escaping and markup back into what was typed; it is applied to every
-text read from a request (the command line, every form value). `edge` is a Bolt middleware that
+`from_slack` turns Slack's escaping and markup back into what was typed; it is applied to the text
+of every slash command (Slack escapes `& < >` there and turns links and mentions into markup). The
+values of a form's plain_text_input arrive as typed and are read unchanged: a typed `&amp;` or
+`<!channel>` in a form means those characters. `edge` is a Bolt middleware that
 answers requests of the wrong shape (a 400), or with ids or characters no store keeps (a private
 refusal), before any listener acknowledges or changes anything.
 """
