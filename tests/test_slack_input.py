@@ -381,3 +381,11 @@ def test_suggestions_are_in_german_too(db, playbook, clock):
     with slack_room(german) as room:
         reply, _ = room.send.command("strat Ladegerät", channel=room.general)
         assert "Meinten Sie `/crisis start`?" in ack_text(reply)
+
+
+def test_a_playbook_duration_that_would_overflow_a_date_is_a_problem_not_a_crash():
+    text = playbooks.default_playbook_path().read_text()
+    head, deadlines = text.split("deadlines", 1)
+    first = next(w for w in deadlines.split() if w.rstrip(",]}").endswith(("m", "h", "d")) and w[0].isdigit())
+    pb, problems = playbooks.check_text(head + "deadlines" + deadlines.replace(first.rstrip(",]}"), "99999999999d", 1))
+    assert pb is None and any("longer than 3660 days" in p.message for p in problems)
