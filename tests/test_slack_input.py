@@ -389,3 +389,12 @@ def test_a_playbook_duration_that_would_overflow_a_date_is_a_problem_not_a_crash
     first = next(w for w in deadlines.split() if w.rstrip(",]}").endswith(("m", "h", "d")) and w[0].isdigit())
     pb, problems = playbooks.check_text(head + "deadlines" + deadlines.replace(first.rstrip(",]}"), "99999999999d", 1))
     assert pb is None and any("longer than 3660 days" in p.message for p in problems)
+
+
+def test_an_event_with_unreadable_text_is_acknowledged_and_ignored(room):
+    event = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev9",
+             "event": {"type": "app_mention", "user": "U1", "channel": room.general, "text": "hi \u0000", "ts": "1.0"}}
+    reply = room.send.post(json.dumps(event), content_type="application/json")
+    assert reply.status == 200  # a 4xx would make Slack send it again
+    room.settle()
+    assert not room.fake.calls_to("chat.postEphemeral")
