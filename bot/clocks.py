@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.durations import parse_duration
+from bot.commands import parse_shift
 from bot.errors import Refusal
 from bot.models import Deadline, Incident, Reminder
 from bot.playbook import DEADLINE_KINDS, DEFAULT_OWNERS, DeadlineRule, Escalation
@@ -292,10 +292,4 @@ def parse_next(text: str, now: datetime) -> datetime:
     if match:
         at = now.replace(hour=int(match.group(1)), minute=int(match.group(2)), second=0, microsecond=0)
         return at if at > now else at + timedelta(days=1)
-    try:
-        length = parse_duration(text)
-    except ValueError:
-        raise Refusal("next_update_invalid", given=text) from None
-    if not length:
-        raise Refusal("next_update_invalid", given=text)
-    return now + length
+    return now + parse_shift(text, "next_update_invalid")

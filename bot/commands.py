@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bot.durations import parse_duration
+from bot.durations import DurationTooLong, parse_duration
 from bot.errors import Refusal
 from bot.playbook import DEADLINE_KINDS, INCIDENT_PHASES, Playbook
 
 MAX_TITLE = 150
 MAX_DESCRIPTION = 3000
+MAX_SNOOZE_REASON = 500
+MAX_COMMAND = 4000            # characters of one /crisis line (a free statement is the longest)
+MAX_SHIFT = timedelta(days=30)  # the furthest a snooze or a next update may move a deadline
+MAX_ID = 64                   # user, channel and workspace ids as the database keeps them
 SUBCOMMANDS = ("start", "roles", "assign", "severity", "phase", "status", "resolve", "draft", "statements",
                "update", "snooze", "close", "export", "archive", "help", "show")
 # Slack sends <@U123|name> when the command escapes users; the console and tests send @name.
-_USER = re.compile(r"^<@([A-Za-z0-9._-]+)(?:\|[^>]*)?>$|^@([A-Za-z0-9._-]+)$")
+_USER = re.compile(r"^<@([A-Za-z0-9._-]{1,64})(?:\|[^>]*)?>$|^@([A-Za-z0-9._-]{1,64})$")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# NUL and the other control characters a person cannot type (tab and line breaks are kept),
+# and halves of a UTF-16 pair that came without their other half.
+_UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _SEVERITY = re.compile(r"^(?:sev)?(\d+)$", re.IGNORECASE)
 
 
@@ -36,11 +45,24 @@ class Command:
 
 
 def parse(text: str, playbook: Playbook) -> Command:
+    text = text or ""
+    check_chars(text)
+    command = _parse(text, playbook)
+    # Each field has its own limit, told first; this one bounds whatever has none of its own.
+    if len(text) > MAX_COMMAND:
+        raise Refusal("command_too_long", length=len(text), limit=MAX_COMMAND)
+    return command
+
+
+def _parse(text: str, playbook: Playbook) -> Command:
     words = (text or "").split()
     if not words:
         return Command("help")
     name, rest = words[0].lower(), words[1:]
     if name not in SUBCOMMANDS:
+        guess = suggest(name, SUBCOMMANDS)
+        if guess:
+            raise Refusal("unknown_command_suggest", command=words[0], suggestion=guess)
         raise Refusal("unknown_command", command=words[0])
     if name == "start":
         # No words at all: the handler opens its start form (Slack modal, console questions).
@@ -71,15 +93,12 @@ def _parse_snooze(words: list[str]) -> Command:
     kind = words[0].lower().replace("-", "_")
     if kind not in DEADLINE_KINDS:
         raise Refusal("unknown_deadline", given=words[0], kinds=kinds)
-    try:
-        length = parse_duration(words[1])
-    except ValueError:
-        raise Refusal("duration_invalid", given=words[1]) from None
-    if not length:
-        raise Refusal("duration_invalid", given=words[1])
+    length = parse_shift(words[1], "duration_invalid")
     reason = " ".join(words[2:])
     if not reason:
         raise Refusal("snooze_reason_missing")
+    if len(reason) > MAX_SNOOZE_REASON:
+        raise Refusal("snooze_reason_too_long", length=len(reason), limit=MAX_SNOOZE_REASON)
     return Command("snooze", deadline=kind, length=length, text=reason)
 
 
@@ -110,6 +129,13 @@ def _parse_start(words: list[str], playbook: Playbook) -> Command:
         else:
             break
         words = words[1:]
+    if crisis_type is None and words:
+        # A first title word that looks like a mistyped crisis type (it has a hyphen, or is a key
+        # without its hyphens) is asked about, rather than opening an incident of the default type
+        # titled "data-leek …". Naming the type first (`start sev1 other data-leek …`) keeps it.
+        guess = _type_typo(words[0].lower(), playbook)
+        if guess:
+            raise Refusal("type_typo", given=words[0], suggestion=guess, types=", ".join(playbook.type_by_key))
     return Command("start", title=check_title(" ".join(words)), severity=severity, crisis_type=crisis_type)
 
 
@@ -140,6 +166,9 @@ def parse_type(key: str | None, playbook: Playbook) -> str:
     if not key:
         return playbook.default_type
     if key not in playbook.type_by_key:
+        guess = suggest(str(key).lower(), playbook.type_by_key)
+        if guess:
+            raise Refusal("unknown_type_suggest", given=key, suggestion=guess, types=", ".join(playbook.type_by_key))
         raise Refusal("unknown_type", given=key, types=", ".join(playbook.type_by_key))
     return key
 
@@ -149,6 +178,47 @@ def parse_user(word: str) -> str:
     if not match:
         raise Refusal("usage_assign")
     return match.group(1) or match.group(2)
+
+
+def check_user(user: str | None) -> str:
+    """A user id as the platforms and the database keep them; anything else is a malformed request."""
+    if not isinstance(user, str) or not _ID.match(user):
+        raise Refusal("malformed_request")
+    return user
+
+
+def check_chars(text: str | None) -> None:
+    """Refuse text with characters that no one types and no store keeps (NUL, lone surrogates)."""
+    if text and _UNREADABLE.search(text):
+        raise Refusal("text_unreadable")
+
+
+def parse_shift(word: str, invalid: str) -> timedelta:
+    """A duration a deadline moves by: positive and at most MAX_SHIFT; `invalid` names the refusal."""
+    try:
+        length = parse_duration(word)
+    except DurationTooLong:
+        raise Refusal("duration_too_long", given=word, limit=f"{MAX_SHIFT.days}d") from None
+    except ValueError:
+        raise Refusal(invalid, given=word) from None
+    if not length:
+        raise Refusal(invalid, given=word)
+    if length > MAX_SHIFT:
+        raise Refusal("duration_too_long", given=word, limit=f"{MAX_SHIFT.days}d")
+    return length
+
+
+def _type_typo(word: str, playbook: Playbook) -> str | None:
+    squashed = {key.replace("-", ""): key for key in playbook.type_by_key}
+    if word.replace("_", "").replace("-", "") in squashed:
+        return squashed[word.replace("_", "").replace("-", "")]
+    return suggest(word, playbook.type_by_key) if "-" in word or "_" in word else None
+
+
+def suggest(word: str, choices) -> str | None:
+    """The one choice a mistyped word was most likely meant to be, if any is close enough."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return close[0] if close and close[0] != word else None
 
 
 def parse_role(word: str, playbook: Playbook) -> str:

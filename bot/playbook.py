@@ -340,6 +340,9 @@ def _line_of(node, loc: tuple) -> int:
     return line
 
 
+MAX_CRISIS_TYPES = 100  # a chat platform's pick list offers this many (Slack's static_select: 100)
+
+
 def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
     """Rules that span fields: references resolve, keys are unique, every language is present."""
     out: list[tuple[tuple, str]] = []
@@ -379,6 +382,9 @@ def _cross_check(pb: Playbook) -> list[tuple[tuple, str]]:
         out.append((("default_severity",), f"default_severity {pb.default_severity} is not defined under severities"))
     if pb.default_type not in types:
         out.append((("default_type",), f"default_type {pb.default_type!r} is not a crisis type of this playbook"))
+    if len(types) > MAX_CRISIS_TYPES:
+        out.append((("crisis_types",), f"{len(types)} crisis types are more than a start form can offer; "
+                    f"keep it to {MAX_CRISIS_TYPES}"))
     out.extend(_check_statements(pb, levels, roles, types))
     out.extend(_check_deadlines(pb, levels, roles))
     out.extend(_missing_languages(pb))

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -30,17 +31,19 @@ from bot.clocks import parse_next
 from bot.closing import check_lesson
 from bot.commands import Command
 from bot.core import Core, Opening
-from bot.drafting import FREE
+from bot.drafting import FREE, MAX_REASON
 from bot.errors import Refusal
 from bot.export import filename as export_filename
 from bot.export import to_markdown
+from bot.statements import check_text as check_statement
 from bot.texts import channel_link
-from handlers.slack import drafts
+from handlers.slack import drafts, inbound
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
 from handlers.slack.publish import PLATFORM, Publisher, slack_error
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
+MAX_WHERE, MAX_LINK = 200, 500  # where a statement was published, and its link (as the core keeps them)
 MAX_NAMED = 50  # people looked up by name for an export; the rest are shown by id
 MAX_LIST_PAGES = 20  # conversations.list pages read to find an interrupted start's channel by its name
 EXPORT_LEASE = 300  # seconds an export holds its incident's guard, should its instance die meanwhile
@@ -67,6 +70,7 @@ class SlackBot:
         # returned directly, without Bolt's 10 ms polling for it (see docs/speed.md).
         self.app = AsyncApp(client=self.client, signing_secret=signing_secret,
                             process_before_response=True, raise_error_for_unhandled_request=False)
+        self.app.use(inbound.edge(core))  # malformed shapes, ids and characters are refused first
         self.app.command("/crisis")(ack=self.ack_command, lazy=[self.work_command])
         self.app.action({"action_id": re.compile(ACTIONS)})(ack=_just_ack, lazy=[self.work_action])
         self.app.view("crisis.start")(ack=self.ack_start_submit, lazy=[self.work_start_submit])
@@ -75,7 +79,7 @@ class SlackBot:
         self.app.view(drafts.FILL)(ack=self.ack_fill, lazy=[self.work_fill])
         self.app.view(drafts.PREVIEW)(ack=_just_ack, lazy=[self.work_preview])
         self.app.view(drafts.REASON)(ack=self.ack_reason, lazy=[self.work_reason])
-        self.app.view(drafts.EDIT)(ack=_just_ack, lazy=[self.work_edit])
+        self.app.view(drafts.EDIT)(ack=self.ack_edit, lazy=[self.work_edit])
         self.app.view(drafts.PUBLISH)(ack=self.ack_publish, lazy=[self.work_publish])
         self.app.view(drafts.UPDATE)(ack=self.ack_update, lazy=[self.work_update])
         self.app.view(drafts.LESSON)(ack=self.ack_lesson, lazy=[self.work_lesson])
@@ -105,7 +109,7 @@ class SlackBot:
 
     def _parse(self, text: str) -> Command | Refusal:
         try:
-            return self.core.parse(text)
+            return self.core.parse(inbound.from_slack(text))
         except Refusal as refusal:
             return refusal
 
@@ -122,7 +126,7 @@ class SlackBot:
         else:
             await ack()
 
-    async def work_command(self, body, respond):
+    async def work_command(self, body, respond, context):
         await _after_response()
         text = body.get("text") or ""
         command = self._parse(text)
@@ -131,7 +135,7 @@ class SlackBot:
         if command.name == "start" and not command.title:
             await self.open_start_modal(body, respond)
             return
-        workspace, user, channel = body.get("team_id"), body.get("user_id"), body.get("channel_id")
+        workspace, user, channel = _workspace(context, body), body.get("user_id"), body.get("channel_id")
         async with self.answering(respond, f"/crisis {text}"):
             if command.name == "start":
                 await self.start(workspace, user, respond, command.title, command.crisis_type,
@@ -140,9 +144,10 @@ class SlackBot:
             incident_id = await asyncio.to_thread(self.core.incident_in_channel, workspace, channel)
             if incident_id is None:
                 raise Refusal("not_in_incident", command=command.name)
-            await self.run(command, incident_id, user, respond, body)
+            await self.run(command, incident_id, user, respond, body, workspace)
 
-    async def run(self, command: Command, incident_id: int, user: str, respond, body: dict) -> None:
+    async def run(self, command: Command, incident_id: int, user: str, respond, body: dict,
+                  workspace: str | None = None) -> None:
         core = self.core
         if command.name == "statements":
             await self._tell(respond, await asyncio.to_thread(core.statement_list, incident_id))
@@ -168,8 +173,7 @@ class SlackBot:
                           response_type="ephemeral", replace_original=False)
             return
         if command.name == "export":
-            await self.export(incident_id, body.get("channel_id"), respond, body.get("team_id"),
-                              body.get("trigger_id"))
+            await self.export(incident_id, body.get("channel_id"), respond, workspace, body.get("trigger_id"))
             return
         if command.name == "show":
             await self.show(incident_id, body)
@@ -332,13 +336,13 @@ class SlackBot:
     async def ack_start_submit(self, ack, view):
         await _ack_form(ack, self._check_start_fields(modal_values(view)))
 
-    async def work_start_submit(self, body, view):
+    async def work_start_submit(self, body, view, context):
         await _after_response()
         fields = modal_values(view)
         if self._check_start_fields(fields):
             return  # the form showed its errors in the ack
         user = (body.get("user") or {}).get("id")
-        workspace = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+        workspace = _workspace(context, body)
         meta = _json(view.get("private_metadata"))
         reply = self._private_reply(user, meta)
         async with self.answering(reply, "start modal submit"):
@@ -382,7 +386,7 @@ class SlackBot:
 
     # -- buttons -----------------------------------------------------------------------------
 
-    async def work_action(self, body, action, respond):
+    async def work_action(self, body, action, respond, context=None):
         await _after_response()
         user = (body.get("user") or {}).get("id")
         async with self.answering(respond, f"action {action.get('action_id')}"):
@@ -409,7 +413,7 @@ class SlackBot:
                 return
             elif name == "retro.export":
                 await self.export(incident_id, (body.get("channel") or {}).get("id"), respond,
-                                  (body.get("team") or {}).get("id"), body.get("trigger_id"))
+                                  _workspace(context, body), body.get("trigger_id"))
                 return
             elif name == "retro.archive":
                 outcome = await asyncio.to_thread(core.archive, incident_id, user)
@@ -469,9 +473,8 @@ class SlackBot:
     async def ack_fill(self, ack, view):
         meta, values, text, refusal = await asyncio.to_thread(self._fill, view)
         if refusal is not None:
-            field = refusal.values.get("name")
-            block = f"var_{field}" if field else next(iter(drafts.field_values(view)), "var_text")
-            await ack(response_action="errors", errors={block: self.core.explain(refusal)[:150]})
+            await ack(**drafts.form_error(self.core, view, f"var_{refusal.values.get('name')}",
+                                          self.core.explain(refusal)))
             return
         preview_meta = {**meta, "values": values}
         if drafts.fits(preview_meta):
@@ -500,35 +503,62 @@ class SlackBot:
                 await reply(outcome.private)
             await self.publisher.apply(outcome, reply, user)
 
-    async def ack_reason(self, ack, view):
+    def _reason_errors(self, view: dict) -> dict[str, str]:
         reason = (drafts.field_values(view).get("reason") or "").strip()
-        await _ack_form(ack, {} if reason else {"reason": self.core.say("reason_missing")})
+        if not reason:
+            return {"reason": self.core.say("reason_missing")}
+        if len(reason) > MAX_REASON:
+            return {"reason": self.core.explain(Refusal("reason_too_long", length=len(reason), limit=MAX_REASON))}
+        return {}
+
+    async def ack_reason(self, ack, view):
+        await _ack_form(ack, self._reason_errors(view))
 
     async def work_reason(self, body, view):
         await _after_response()
-        if not (drafts.field_values(view).get("reason") or "").strip():
+        if self._reason_errors(view):
             return  # the form showed the error in the ack
         meta = _json(view.get("private_metadata"))
         await self._statement_form(body, meta, lambda incident, user, number, version: self.core.decide(
             incident, user, number, version, meta.get("kind") or "", drafts.field_values(view).get("reason")))
 
+    def _edit_errors(self, view: dict) -> dict[str, str]:
+        try:
+            check_statement(drafts.field_values(view).get("text") or "")
+        except Refusal as refusal:
+            return {"text": self.core.explain(refusal)}
+        return {}
+
+    async def ack_edit(self, ack, view):
+        await _ack_form(ack, self._edit_errors(view))
+
     async def work_edit(self, body, view):
         await _after_response()
+        if self._edit_errors(view):
+            return  # the form showed the error in the ack
         meta = _json(view.get("private_metadata"))
         await self._statement_form(body, meta, lambda incident, user, number, version: self.core.edit(
             incident, user, number, version, drafts.field_values(view).get("text") or ""))
 
-    @staticmethod
-    def _bad_link(view: dict) -> bool:
-        link = (drafts.field_values(view).get("link") or "").strip()
-        return bool(link) and not link.startswith(("https://", "http://"))
+    def _publish_errors(self, view: dict) -> dict[str, str]:
+        fields = drafts.field_values(view)
+        where, link = (fields.get("where") or "").strip(), (fields.get("link") or "").strip()
+        if not where:
+            return {"where": self.core.say("published_where_missing")}
+        if len(where) > MAX_WHERE:
+            return {"where": self.core.say("published_too_long")}
+        if len(link) > MAX_LINK:
+            return {"link": self.core.say("published_too_long")}
+        if link and not link.startswith(("https://", "http://")):
+            return {"link": self.core.say("published_link_invalid")}
+        return {}
 
     async def ack_publish(self, ack, view):
-        await _ack_form(ack, {"link": self.core.say("published_link_invalid")} if self._bad_link(view) else {})
+        await _ack_form(ack, self._publish_errors(view))
 
     async def work_publish(self, body, view):
         await _after_response()
-        if self._bad_link(view):
+        if self._publish_errors(view):
             return  # the form showed the error in the ack
         meta, fields = _json(view.get("private_metadata")), drafts.field_values(view)
         await self._statement_form(body, meta, lambda incident, user, number, version: self.core.publish(
@@ -687,7 +717,13 @@ class SlackBot:
             await asyncio.to_thread(self.core.finish_request, workspace, key)
 
     async def on_error(self, error, body):
+        """Bolt would answer 500; Slack gets a private sentence for a command, else a plain 400."""
         log.error("unhandled error for %s: %r", (body or {}).get("type"), error)
+        if isinstance(body, dict) and "command" in body:
+            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral",
+                                                             "text": self.core.say("internal_error")}),
+                                headers={"content-type": "application/json;charset=utf-8"})
+        return BoltResponse(status=400, body="bad request")
 
 
 # Set by the HTTP server for each request; Bolt's lazy tasks inherit it from the request's context.
@@ -712,6 +748,14 @@ def _view_key(view) -> str | None:
     if not isinstance(view, dict) or not view.get("id"):
         return None
     return f"view:{view['id']}:{view.get('hash') or ''}"
+
+
+def _workspace(context, body: dict) -> str | None:
+    """The workspace the app is installed in. In a Slack Connect channel the payload's team is the
+    person's own workspace; Bolt's authorization (auth.test, or the installation) knows ours."""
+    installed = (context or {}).get("authorize_result") or {}
+    return (installed.get("team_id") or (context or {}).get("team_id") or body.get("team_id")
+            or (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id"))
 
 
 def _plain_text(text: str) -> str:

@@ -72,7 +72,9 @@ def start_modal(core: Core, private_metadata: dict) -> dict:
     def option(text: str, value: str) -> dict:
         return {"text": _plain(text, 75), "value": value}
 
-    types = [option(t.name.get(lang, t.key), t.key) for t in pb.crisis_types]
+    # Slack offers at most 100 options, and the initial one must be among them: the default first.
+    offered = {pb.default_type, *[t.key for t in pb.crisis_types if t.key != pb.default_type][:99]}
+    types = [option(t.name.get(lang, t.key), t.key) for t in pb.crisis_types if t.key in offered]
     levels = [option(core.say("severity_label", lang, level=s.level, name=s.name.get(lang, "")), str(s.level))
               for s in pb.severities]
     default_type = next(o for o in types if o["value"] == pb.default_type)
@@ -89,7 +91,7 @@ def start_modal(core: Core, private_metadata: dict) -> dict:
              "element": {"type": "plain_text_input", "action_id": "title", "max_length": 150,
                          "placeholder": _plain(core.say("field_title_hint", lang), 150)}},
             {"type": "input", "block_id": "type", "label": _plain(core.say("field_type", lang), 2000),
-             "element": {"type": "static_select", "action_id": "type", "options": types[:100],
+             "element": {"type": "static_select", "action_id": "type", "options": types,
                          "initial_option": default_type}},
             {"type": "input", "block_id": "severity", "label": _plain(core.say("field_severity", lang), 2000),
              "element": {"type": "static_select", "action_id": "severity", "options": levels,
@@ -110,6 +112,6 @@ def modal_values(view: dict) -> dict[str, str | None]:
         element = (values.get(block) or {}).get(block) or {}
         if element.get("type") == "static_select":
             return (element.get("selected_option") or {}).get("value")
-        return element.get("value")
+        return element.get("value")  # as typed: Slack escapes a command's text, not a form's inputs
 
     return {name: field(name) for name in ("title", "type", "severity", "description")}

@@ -7,7 +7,7 @@ import json
 
 from bot.core import Core
 from bot.drafting import DraftForm
-from bot.texts import escape_chat
+from bot.texts import Trusted, escape_chat
 from handlers.slack.blocks import _mrkdwn, _plain
 
 PICK, FILL, PREVIEW = "crisis.draft.pick", "crisis.draft.fill", "crisis.draft.preview"
@@ -81,6 +81,20 @@ def publish_view(core: Core, meta: dict) -> dict:
                    _input("link", core.say("field_link"), max_length=500, optional=True)], meta)
 
 
+def form_error(core: Core, view: dict, block_id: str, text: str) -> dict:
+    """The ack that shows an error on a submitted form. Slack's `errors` may only name input blocks
+    the form has (any other name gets its generic error): the block meant, else the first input;
+    a form without inputs is shown again with the error on top."""
+    inputs = [b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict) and b.get("type") == "input"]
+    if inputs:
+        return {"response_action": "errors", "errors": {block_id if block_id in inputs else inputs[0]: text[:150]}}
+    blocks = [{"type": "context", "elements": [_mrkdwn(core.say("form_failed", error=Trusted(text)), 2000)]},
+              *[b for b in view.get("blocks") or [] if isinstance(b, dict)]][:100]
+    shown = {key: view[key] for key in ("type", "callback_id", "private_metadata", "title", "submit", "close")
+             if key in view}
+    return {"response_action": "update", "view": {**shown, "blocks": blocks}}
+
+
 def fits(meta: dict) -> bool:
     return len(json.dumps(meta)) <= MAX_METADATA
 
@@ -91,7 +105,7 @@ def field_values(view: dict, prefix: str = "") -> dict[str, str | None]:
     for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
         if block_id.startswith(prefix):
             element = actions.get(block_id) or {}
-            out[block_id[len(prefix):]] = element.get("value")
+            out[block_id[len(prefix):]] = element.get("value")  # as typed: Slack does not escape inputs
     return out
 
 

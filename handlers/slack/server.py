@@ -19,6 +19,9 @@ def web_app(bot: SlackBot) -> web.Application:
     async def events(request: web.Request) -> web.StreamResponse:
         sent = asyncio.Event()
         ACK_SENT.set(sent)
+        if not _timestamp_readable(request):  # Bolt's verifier would fail on int() and answer 500
+            sent.set()
+            return web.Response(status=401, text="invalid request")
         try:
             bolt_request = await to_bolt_request(request)
             response = await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
@@ -41,6 +44,12 @@ def web_app(bot: SlackBot) -> web.Application:
     app.on_startup.append(lambda _app: _start_reminders(bot))
     app.on_cleanup.append(lambda _app: _stop_reminders(bot))
     return app
+
+
+def _timestamp_readable(request: web.Request) -> bool:
+    """A signed request carries its time as whole seconds; anything else cannot be verified."""
+    stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    return 0 < len(stamp) <= 12 and stamp.isascii() and stamp.isdigit()
 
 
 async def _start_reminders(bot: SlackBot) -> None:

@@ -193,6 +193,9 @@ def _element(e: _Errors, el: Any, path: str, allowed: set) -> None:
             _option(e, opt, f"{path}/options/{i}")
         if "initial_option" in el:
             _option(e, el["initial_option"], f"{path}/initial_option")
+            # Slack: "A single option that exactly matches one of the options within options".
+            if isinstance(el.get("options"), list) and el["initial_option"] not in el["options"]:
+                e.add(f"{path}/initial_option", "must match one of the options")
     elif kind == "plain_text_input":
         for key, lo in (("max_length", 1), ("min_length", 0)):
             value = el.get(key, lo)
@@ -284,4 +287,28 @@ def validate_view(view: Any) -> list[str]:
         isinstance(b, dict) and b.get("type") == "input" for b in blocks
     ):
         e.add("/view/submit", "submit is required when a view has input blocks")
+    return list(e)
+
+
+def validate_view_response(view: dict, answer: dict) -> list[str]:
+    """What Slack would reject in an app's answer to a view_submission. `errors` may name only
+    input blocks of the submitted view (else Slack shows its generic "trouble connecting" error);
+    an `update` must be a valid modal."""
+    e = _Errors("view_submission response")
+    action = answer.get("response_action")
+    if action == "errors":
+        inputs = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}
+        errors = answer.get("errors")
+        if not isinstance(errors, dict) or not errors:
+            e.add("/errors", "must be a non-empty object")
+        else:
+            for block_id, text in errors.items():
+                if block_id not in inputs:
+                    e.add(f"/errors/{block_id}", "is not an input block of the view")
+                if not isinstance(text, str) or not text:
+                    e.add(f"/errors/{block_id}", "must be a non-empty string")
+    elif action in ("update", "push"):
+        return validate_view(answer.get("view"))
+    elif action is not None and action != "clear":
+        e.add("/response_action", "must be errors, update, push or clear")
     return list(e)
