@@ -395,7 +395,8 @@ class Core(Drafting, Clocks, Closing):
                 severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
                 lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
                 open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
-                open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures])
+                open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures],
+                undelivered=self.undelivered(s, incident))
 
     def standing_messages(self, incident_id: int) -> list[Message]:
         with self.db.transaction() as s:

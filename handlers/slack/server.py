@@ -43,7 +43,7 @@ def web_app(bot: SlackBot) -> web.Application:
 
 
 async def _start_reminders(bot: SlackBot) -> None:
-    runner = ReminderRunner(bot.core, bot.publisher.deliver_reminder)
+    runner = ReminderRunner(bot.core, bot.publisher.deliver_reminder, alert=bot.publisher.post_alerts)
     bot.publisher.after_apply = runner.poke
     bot.reminders = runner
     runner.start()
