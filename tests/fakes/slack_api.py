@@ -910,6 +910,15 @@ class FakeSlack:
         with self._cond:
             self.channels[channel_id].is_archived = True
 
+    def unarchive_as_user(self, channel_id: str) -> None:
+        with self._cond:
+            self.channels[channel_id].is_archived = False
+
+    def convert_to_private(self, channel_id: str) -> None:
+        """An admin makes a public channel private: the bot can no longer join it by itself."""
+        with self._cond:
+            self.channels[channel_id].is_private = True
+
     def delete_channel(self, channel_id: str) -> None:
         """A workspace admin deletes the channel: every call naming it answers channel_not_found."""
         with self._cond:
@@ -929,17 +938,18 @@ class FakeSlack:
             else:
                 self._faults.delays.pop(method, None)
 
-    def rate_limit(self, method: str, retry_after: int, times: int = 1, channel: str | None = None) -> None:
-        """The next `times` calls of `method` (to `channel` only, if given: chat.postMessage is limited
-        per channel) get HTTP 429 with `Retry-After: retry_after`, and do nothing, as in Slack."""
+    def rate_limit(self, method: str, retry_after: int, times: int = 1,
+                   when: Callable[[dict], bool] | None = None) -> None:
+        """The next `times` calls of `method` (those whose params `when` accepts, if given: Slack limits
+        chat.postMessage per channel) get HTTP 429 with `Retry-After: retry_after` and do nothing."""
         with self._cond:
-            self._faults.limits.append([method, channel, retry_after, times])
+            self._faults.limits.append([method, when, retry_after, times])
 
     def _rate_limited(self, method: str, params: dict) -> int | None:
         with self._cond:
             for limit in self._faults.limits:
-                name, channel, retry_after, left = limit
-                if name == method and left > 0 and channel in (None, params.get("channel")):
+                name, when, retry_after, left = limit
+                if name == method and left > 0 and (when is None or when(params)):
                     limit[3] -= 1
                     self._calls.append(Call(method, dict(params), False, "ratelimited",
                                             {"ok": False, "error": "ratelimited", "retry_after": retry_after}))
@@ -989,4 +999,4 @@ class FakeSlack:
 @dataclass
 class _Faults:
     delays: dict = field(default_factory=dict)   # method -> (seconds before, seconds after handling)
-    limits: list = field(default_factory=list)   # [method, channel or None, retry_after, calls left]
+    limits: list = field(default_factory=list)   # [method, params predicate or None, retry_after, calls left]
