@@ -33,6 +33,7 @@ from bot.core import Core
 log = logging.getLogger(__name__)
 Deliver = Callable[..., Awaitable[None]]  # (outcome, alerts, *, reminder_id, retry) -> None
 TICK_SECONDS = 60  # only for rows another process made; this process wakes exactly for its own
+PARALLEL = 8  # incidents delivered at once: a slow channel holds up only its own incident's rows
 BACKOFF = timedelta(seconds=5)  # the first back-off of a row after a transient failure; doubled each time
 MAX_BACKOFF = timedelta(minutes=5)
 
@@ -106,8 +107,15 @@ class ReminderRunner:
         async with self._lock:
             while ids := await asyncio.to_thread(self.core.claim_due, self.worker):
                 claimed += len(ids)
+                # Fired in due order; then each incident's rows in that order, several incidents at once.
+                by_incident: dict[int, list] = {}
                 for reminder_id in ids:
-                    sent += await self.deliver_one(reminder_id)
+                    fired = await asyncio.to_thread(self.core.fire, reminder_id, self.worker)
+                    if fired is not None:
+                        by_incident.setdefault(fired[0].incident_id, []).append((reminder_id, fired))
+                gate = asyncio.Semaphore(PARALLEL)
+                sent += sum(await asyncio.gather(*(self._deliver_incident(rows, gate)
+                                                   for rows in by_incident.values())))
         if not claimed:
             due = await asyncio.to_thread(self.core.next_due)
             if due is not None and due <= self.core.clock():
@@ -116,12 +124,15 @@ class ReminderRunner:
         await self._plan()
         return sent
 
-    async def deliver_one(self, reminder_id: int) -> int:
-        """Fire, post and record one claimed row; 1 if it went out. Never raises for a failed post."""
-        fired = await asyncio.to_thread(self.core.fire, reminder_id, self.worker)
-        if fired is None:
-            return 0
+    async def _deliver_incident(self, rows: list, gate: asyncio.Semaphore) -> int:
+        async with gate:
+            return sum([await self.deliver_one(reminder_id, fired) for reminder_id, fired in rows])
+
+    async def deliver_one(self, reminder_id: int, fired: tuple) -> int:
+        """Post and record one fired row; 1 if it went out. Never raises for a failed post."""
         outcome, alerts = fired
+        if not await asyncio.to_thread(self.core.extend_lease, reminder_id, self.worker):
+            return 0  # it waited behind a slow one of its incident and another process has it now
         attempt = await asyncio.to_thread(self.core.delivery_attempt, reminder_id)
         delivery = asyncio.ensure_future(self.deliver(outcome, alerts, reminder_id=reminder_id, retry=attempt > 1))
         try:
