@@ -72,6 +72,9 @@ class ReminderRunner:
         self.tick = tick
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
+        self._gate = asyncio.Semaphore(PARALLEL)
+        self._incident_locks: dict[int, asyncio.Lock] = {}
+        self._deliveries: set[asyncio.Task] = set()
         self._not_before = datetime.min.replace(tzinfo=UTC)  # rows held by another's lease: look again soon
 
     def start(self) -> None:
@@ -84,6 +87,8 @@ class ReminderRunner:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for delivery in list(self._deliveries):  # their rows' leases run out; another claim finishes them
+            delivery.cancel()
 
     def poke(self) -> None:
         """Something changed: plan the wake-up for the (possibly new) next due reminder."""
@@ -102,31 +107,34 @@ class ReminderRunner:
                                misfire_grace_time=None, max_instances=3)
 
     async def run_due(self) -> int:
-        """Send everything due now; returns how many went out."""
-        sent = claimed = 0
+        """Claim and fire everything due now, in due order, and hand each row to its delivery; returns
+        how many were handed out. Deliveries run on their own (at most PARALLEL at once, each incident's
+        rows one after the other), so a slow post holds up neither the next wake-up nor another incident."""
+        started = claimed = 0
         async with self._lock:
             while ids := await asyncio.to_thread(self.core.claim_due, self.worker):
                 claimed += len(ids)
-                # Fired in due order; then each incident's rows in that order, several incidents at once.
-                by_incident: dict[int, list] = {}
                 for reminder_id in ids:
                     fired = await asyncio.to_thread(self.core.fire, reminder_id, self.worker)
                     if fired is not None:
-                        by_incident.setdefault(fired[0].incident_id, []).append((reminder_id, fired))
-                gate = asyncio.Semaphore(PARALLEL)
-                sent += sum(await asyncio.gather(*(self._deliver_incident(rows, gate)
-                                                   for rows in by_incident.values())))
+                        task = asyncio.get_running_loop().create_task(self._in_turn(reminder_id, fired))
+                        self._deliveries.add(task)
+                        task.add_done_callback(self._deliveries.discard)
+                        started += 1
         if not claimed:
             due = await asyncio.to_thread(self.core.next_due)
             if due is not None and due <= self.core.clock():
                 # Due but held by another process's lease: never spin, look again shortly.
                 self._not_before = datetime.now(UTC) + timedelta(seconds=1)
         await self._plan()
-        return sent
+        return started
 
-    async def _deliver_incident(self, rows: list, gate: asyncio.Semaphore) -> int:
-        async with gate:
-            return sum([await self.deliver_one(reminder_id, fired) for reminder_id, fired in rows])
+    async def _in_turn(self, reminder_id: int, fired: tuple) -> int:
+        # Locks are fair: rows of one incident go out in the order they were fired.
+        async with self._incident_locks.setdefault(fired[0].incident_id, asyncio.Lock()), self._gate:
+            sent = await self.deliver_one(reminder_id, fired)
+        await self._plan()  # a row that must try again later, or one that came due meanwhile
+        return sent
 
     async def deliver_one(self, reminder_id: int, fired: tuple) -> int:
         """Post and record one fired row; 1 if it went out. Never raises for a failed post."""

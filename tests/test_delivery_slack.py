@@ -137,3 +137,15 @@ def test_a_rate_limited_channel_waits_its_retry_after_alone(db, playbook):
                        if c.ok and c.params["channel"] in others and REMINDER in c.params["text"]]
         assert len(others_sent) == 3 and all(refused < i < delivered for i in others_sent)
         assert len(in_channel(room, limited, REMINDER)) == 1
+
+
+def test_a_slow_channel_holds_up_only_its_own_incident(live_room):
+    room = live_room
+    slow, _ = room.start("sev2 Charger overheats")
+    room.fake.delay("chat.postMessage", 5, when=lambda p: p.get("channel") == slow and REMINDER in p.get("text", ""))
+    others = [room.start(f"sev2 Incident {n}")[0] for n in range(3)]
+    wait_until(lambda: in_channel(room, slow, REMINDER))
+    posts = [c for c in room.fake.calls_to("chat.postMessage") if c.ok and REMINDER in c.params["text"]]
+    # Recorded when answered: the other incidents' reminders went out while that channel was slow.
+    assert [c.params["channel"] for c in posts][-1] == slow
+    assert sorted(c.params["channel"] for c in posts[:-1]) == sorted(others)

@@ -378,7 +378,9 @@ class FakeSlack:
         if limited is not None:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(limited)})
-        before, after = self._faults.delays.get(method, (0.0, 0.0))
+        before, after, when = self._faults.delays.get(method, (0.0, 0.0, None))
+        if when is not None and not when(params):
+            before = after = 0.0
         if before:
             await asyncio.sleep(before)
         resp = self._handle(method, params, token=token)
@@ -929,12 +931,14 @@ class FakeSlack:
         with self._cond:
             self.channels[channel_id].members.discard(user or self.bot_user_id)
 
-    def delay(self, method: str, seconds: float, *, answer_only: bool = False) -> None:
-        """Every call of `method` takes `seconds` (0 ends it). With answer_only the call takes effect
-        at once and only its answer is late, as when a response is lost: a timeout cannot tell."""
+    def delay(self, method: str, seconds: float, *, answer_only: bool = False,
+              when: Callable[[dict], bool] | None = None) -> None:
+        """Every call of `method` (whose params `when` accepts, if given) takes `seconds` (0 ends it).
+        With answer_only the call takes effect at once and only its answer is late, as when a
+        response is lost: a timeout cannot tell."""
         with self._cond:
             if seconds:
-                self._faults.delays[method] = (0.0, seconds) if answer_only else (seconds, 0.0)
+                self._faults.delays[method] = (0.0, seconds, when) if answer_only else (seconds, 0.0, when)
             else:
                 self._faults.delays.pop(method, None)
 
@@ -998,5 +1002,5 @@ class FakeSlack:
 
 @dataclass
 class _Faults:
-    delays: dict = field(default_factory=dict)   # method -> (seconds before, seconds after handling)
+    delays: dict = field(default_factory=dict)   # method -> (seconds before, after handling, params predicate)
     limits: list = field(default_factory=list)   # [method, params predicate or None, retry_after, calls left]
