@@ -184,13 +184,15 @@ class Clocks:
     def next_due(self) -> datetime | None:
         """When the next pending reminder can be claimed (due, and any lease run out), for the wake-up."""
         with self.db.transaction() as s:
+            free = s.scalar(select(Reminder.due_at).where(
+                Reminder.state == "pending", Reminder.lease_until.is_(None), Reminder.next_attempt_at.is_(None))
+                .order_by(Reminder.due_at).limit(1))
             # A row that failed for now waits for its own next attempt, never holding up the others.
-            ready = func.coalesce(Reminder.next_attempt_at, Reminder.due_at)
-            free = s.scalar(select(func.min(ready)).where(Reminder.state == "pending",
-                                                          Reminder.lease_until.is_(None)))
+            retry = s.scalar(select(func.min(Reminder.next_attempt_at)).where(
+                Reminder.state == "pending", Reminder.lease_until.is_(None), Reminder.next_attempt_at.is_not(None)))
             leased = s.scalar(select(func.min(Reminder.lease_until)).where(
                 Reminder.state == "pending", Reminder.lease_until.is_not(None)))
-            times = [t for t in (free, leased) if t is not None]
+            times = [t for t in (free, retry, leased) if t is not None]
             return min(times) if times else None
 
     def claim_due(self, worker: str, limit: int = 50) -> list[int]:

@@ -247,7 +247,8 @@ class Reminder(Base):
     __tablename__ = "reminders"
     # The scheduler's two questions (what is due, when is the next) read these in order.
     __table_args__ = (Index("ix_reminders_pending_due", "state", "due_at"),
-                      Index("ix_reminders_pending_lease", "state", "lease_until"))
+                      Index("ix_reminders_pending_lease", "state", "lease_until"),
+                      Index("ix_reminders_pending_retry", "state", "next_attempt_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     # None for a job of the incident itself (archive the channel), not of a deadline
     deadline_id: Mapped[int | None] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True,

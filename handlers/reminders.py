@@ -133,7 +133,8 @@ class ReminderRunner:
         # Locks are fair: rows of one incident go out in the order they were fired.
         async with self._incident_locks.setdefault(fired[0].incident_id, asyncio.Lock()), self._gate:
             sent = await self.deliver_one(reminder_id, fired)
-        await self._plan()  # a row that must try again later, or one that came due meanwhile
+        if not sent:
+            await self._plan()  # the row's own next attempt (claiming planned everything else)
         return sent
 
     async def deliver_one(self, reminder_id: int, fired: tuple) -> int:

@@ -7,6 +7,7 @@ deletes or converts a channel as a person would, removes the bot, and answers 42
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -14,8 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import system_clock
-from bot.core import Core
+from bot.core import Core, Outcome
 from bot.models import Reminder
+from handlers.reminders import RetryLater, Undeliverable
+from handlers.slack.app import make_client
+from handlers.slack.publish import Publisher
+from tests.fakes.slack_api import FakeSlack
 from tests.test_reminders_live import quick
 from tests.test_slack import Room, slack_room
 
@@ -149,3 +154,36 @@ def test_a_slow_channel_holds_up_only_its_own_incident(live_room):
     # Recorded when answered: the other incidents' reminders went out while that channel was slow.
     assert [c.params["channel"] for c in posts][-1] == slow
     assert sorted(c.params["channel"] for c in posts[:-1]) == sorted(others)
+
+
+@pytest.mark.parametrize("error", ["account_inactive", "invalid_auth", "missing_scope", "is_archived",
+                                   "channel_not_found"])
+def test_what_slack_refuses_for_good_fails_the_row(error):
+    with FakeSlack() as fake:
+        channel = fake.add_channel("crisis-1")
+        fake.fail_next("chat.postMessage", error)
+        with pytest.raises(Undeliverable) as failed:
+            deliver(fake, channel)
+        assert failed.value.reason == error
+
+
+@pytest.mark.parametrize("fault, after", [("ratelimited", 7), ("internal_error", None), ("service_unavailable", None)])
+def test_what_may_pass_backs_off_the_row_honouring_retry_after(fault, after):
+    with FakeSlack() as fake:
+        channel = fake.add_channel("crisis-1")
+        if after:
+            fake.rate_limit("chat.postMessage", retry_after=after)
+        else:
+            fake.fail_next("chat.postMessage", fault)
+        with pytest.raises(RetryLater) as later:
+            deliver(fake, channel)
+        assert later.value.reason == fault
+        assert later.value.after == (timedelta(seconds=after) if after else None)
+        # No retry inside the call: the runner decides, per row, from the database.
+        assert len(fake.calls_to("chat.postMessage")) == 1
+
+
+def deliver(fake: FakeSlack, channel: str) -> None:
+    publisher = Publisher(None, make_client("xoxb-test", fake.url))
+    outcome = Outcome(1, "CRISIS-1", channel, notices=["The internal acknowledgement is due"])
+    asyncio.run(publisher.deliver_reminder(outcome, [], reminder_id=1))

@@ -23,11 +23,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('next_attempt_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('last_error', sa.String(length=300), nullable=True))
+        batch_op.create_index('ix_reminders_pending_retry', ['state', 'next_attempt_at'], unique=False)
 
 
 def downgrade() -> None:
     op.execute("UPDATE reminders SET state = 'pending' WHERE state = 'failed'")
     with op.batch_alter_table('reminders', schema=None, recreate='never') as batch_op:
+        batch_op.drop_index('ix_reminders_pending_retry')
         batch_op.drop_column('last_error')
         batch_op.drop_column('next_attempt_at')
         batch_op.drop_column('attempts')
