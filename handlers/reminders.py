@@ -90,6 +90,10 @@ class ReminderRunner:
         for delivery in list(self._deliveries):  # their rows' leases run out; another claim finishes them
             delivery.cancel()
 
+    async def drain(self) -> None:
+        """After stop(): let the cancelled deliveries end before the event loop does."""
+        await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
     def poke(self) -> None:
         """Something changed: plan the wake-up for the (possibly new) next due reminder."""
         asyncio.get_running_loop().create_task(self._plan())
@@ -150,6 +154,9 @@ class ReminderRunner:
                 log.warning("reminder %s: lost its lease while posting; left to the worker that has it", reminder_id)
                 return 0
             await delivery
+        except asyncio.CancelledError:  # the process stops: the post with it; the lease runs out
+            delivery.cancel()
+            raise
         except Undeliverable as exc:
             log.error("reminder %s of %s cannot be posted: %s", reminder_id, outcome.ref, exc.reason)
             instead = await asyncio.to_thread(self.core.reminder_failed, reminder_id, self.worker, exc.reason)

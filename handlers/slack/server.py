@@ -52,6 +52,7 @@ async def _start_reminders(bot: SlackBot) -> None:
 async def _stop_reminders(bot: SlackBot) -> None:
     if getattr(bot, "reminders", None):
         bot.reminders.stop()
+        await bot.reminders.drain()
 
 
 def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> None:
