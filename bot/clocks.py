@@ -18,9 +18,10 @@ from bot.commands import parse_shift
 from bot.errors import Refusal
 from bot.models import Deadline, Incident, Reminder
 from bot.playbook import DEADLINE_KINDS, DEFAULT_OWNERS, DeadlineRule, Escalation
-from bot.texts import mention
+from bot.texts import Trusted, mention
 
 LEASE = timedelta(seconds=60)    # a claimed reminder not confirmed sent by then is claimed again
+MAX_ATTEMPTS = 12  # transient failures of one row (its own back-off each time) before it counts as failed
 LATE_AFTER = timedelta(seconds=60)  # sent this long after its time: marked late (the bot was down)
 LIVE = ("acknowledge", "first_statement", "update")
 _CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -34,6 +35,8 @@ class Alert:
 
 class Clocks:
     """Deadline actions; expects the Core's db, playbook, views, clock and helpers."""
+
+    lease = LEASE  # how long a claim holds; the deliverer extends it while a post is under way
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -186,11 +189,15 @@ class Clocks:
     def next_due(self) -> datetime | None:
         """When the next pending reminder can be claimed (due, and any lease run out), for the wake-up."""
         with self.db.transaction() as s:
-            free = s.scalar(select(Reminder.due_at).where(Reminder.state == "pending", Reminder.lease_until.is_(None))
-                            .order_by(Reminder.due_at).limit(1))
+            free = s.scalar(select(Reminder.due_at).where(
+                Reminder.state == "pending", Reminder.lease_until.is_(None), Reminder.next_attempt_at.is_(None))
+                .order_by(Reminder.due_at).limit(1))
+            # A row that failed for now waits for its own next attempt, never holding up the others.
+            retry = s.scalar(select(func.min(Reminder.next_attempt_at)).where(
+                Reminder.state == "pending", Reminder.lease_until.is_(None), Reminder.next_attempt_at.is_not(None)))
             leased = s.scalar(select(func.min(Reminder.lease_until)).where(
                 Reminder.state == "pending", Reminder.lease_until.is_not(None)))
-            times = [t for t in (free, leased) if t is not None]
+            times = [t for t in (free, retry, leased) if t is not None]
             return min(times) if times else None
 
     def claim_due(self, worker: str, limit: int = 50) -> list[int]:
@@ -200,11 +207,33 @@ class Clocks:
             rows = s.scalars(
                 select(Reminder).where(
                     Reminder.state == "pending", Reminder.due_at <= now,
+                    or_(Reminder.next_attempt_at.is_(None), Reminder.next_attempt_at <= now),
                     or_(Reminder.lease_until.is_(None), Reminder.lease_until < now))
                 .order_by(Reminder.due_at).limit(limit).with_for_update(skip_locked=True)).all()
             for row in rows:
-                row.lease_until, row.claimed_by = now + LEASE, worker
+                row.lease_until, row.claimed_by = now + self.lease, worker
+                row.attempts = (row.attempts or 0) + 1
             return [row.id for row in rows]
+
+    @staticmethod
+    def _holds(reminder: Reminder | None, worker: str, now: datetime) -> bool:
+        """This worker's claim, and its lease has not run out (else another may have it by now)."""
+        return (reminder is not None and reminder.state == "pending" and reminder.claimed_by == worker
+                and reminder.lease_until is not None and reminder.lease_until > now)
+
+    def extend_lease(self, reminder_id: int, worker: str) -> bool:
+        """While a post is under way: keep the claim. False when it was lost (ran out, or taken)."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            done = s.execute(update(Reminder).where(
+                Reminder.id == reminder_id, Reminder.state == "pending", Reminder.claimed_by == worker,
+                Reminder.lease_until > now).values(lease_until=now + self.lease))
+            return done.rowcount == 1
+
+    def delivery_attempt(self, reminder_id: int) -> int:
+        """1 for the first claim; more means an earlier attempt may have posted already."""
+        with self.db.transaction() as s:
+            return s.scalar(select(Reminder.attempts).where(Reminder.id == reminder_id)) or 0
 
     def fire(self, reminder_id: int, worker: str):
         """What a claimed reminder posts; None when its deadline was met, moved or cancelled meanwhile."""
@@ -215,7 +244,7 @@ class Clocks:
             # The incident first, then the reminder: the order every action takes, so no deadlock.
             incident = self._load(s, incident_id)
             reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
-            if reminder is None or reminder.state != "pending" or reminder.claimed_by != worker:
+            if not self._holds(reminder, worker, self.clock()):
                 return None
             if reminder.kind == "archive":
                 return self.archive_due(s, incident, reminder)
@@ -261,20 +290,76 @@ class Clocks:
             title=incident.title, channel=self.views.channel(incident),
             people=self._people(incident, escalation.roles)))]
 
-    def mark_sent(self, reminder_id: int) -> None:
+    def mark_sent(self, reminder_id: int, worker: str) -> bool:
+        """Only by the worker whose lease still holds: one that lost it leaves the row to the next
+        claim, which finds the post (see the deliverer) instead of sending it again."""
         with self.db.transaction() as s:
-            reminder = s.get(Reminder, reminder_id, with_for_update=True)
-            if reminder is not None and reminder.state == "pending":
-                now = self.clock()
-                reminder.state, reminder.sent_at = "sent", now
-                reminder.late = now - reminder.due_at > LATE_AFTER
+            reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
+            now = self.clock()
+            if not self._holds(reminder, worker, now):
+                return False
+            reminder.state, reminder.sent_at = "sent", now
+            reminder.late = now - reminder.due_at > LATE_AFTER
+            reminder.lease_until = reminder.next_attempt_at = reminder.last_error = None
+            return True
 
     def release(self, reminder_id: int) -> None:
-        """Posting failed: let the next wake-up try again."""
+        """Let the next wake-up try again at once (a test's crash; the deliverer uses retry_later)."""
         with self.db.transaction() as s:
             reminder = s.get(Reminder, reminder_id, with_for_update=True)
             if reminder is not None and reminder.state == "pending":
                 reminder.lease_until, reminder.claimed_by = None, None
+
+    def retry_later(self, reminder_id: int, worker: str, after: timedelta, reason: str) -> list[Alert]:
+        """A transient failure (rate limit, Slack down, a timeout): this row alone waits `after`.
+        After MAX_ATTEMPTS it counts as failed; returns what to tell the alert channel then."""
+        with self.db.transaction() as s:
+            reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
+            if reminder is None or reminder.state != "pending" or reminder.claimed_by != worker:
+                return []  # another worker holds it now
+            if reminder.attempts >= MAX_ATTEMPTS:
+                return self._fail(s, reminder, f"{reason} ({reminder.attempts}×)")
+            reminder.lease_until, reminder.claimed_by = None, None
+            reminder.next_attempt_at = self.clock() + after
+            reminder.last_error = reason[:300]
+            return []
+
+    def reminder_failed(self, reminder_id: int, worker: str, reason: str) -> list[Alert]:
+        """The channel cannot be reached (archived, deleted, the bot removed, no permission): this row
+        is failed with its reason, shown by /crisis status; an escalation goes to the alert channel."""
+        with self.db.transaction() as s:
+            reminder = s.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
+            if reminder is None or reminder.state != "pending" or reminder.claimed_by != worker:
+                return []
+            return self._fail(s, reminder, reason)
+
+    def _fail(self, s: Session, reminder: Reminder, reason: str) -> list[Alert]:
+        reminder.state, reminder.last_error = "failed", reason[:300]
+        reminder.lease_until = reminder.next_attempt_at = None
+        incident = s.get(Incident, reminder.incident_id)
+        deadline = s.get(Deadline, reminder.deadline_id) if reminder.deadline_id else None
+        self._event(s, incident, "crisisbot", "reminder.failed", reminder=reminder.kind,
+                    kind=deadline.kind if deadline else None, reason=reason[:300])
+        if reminder.kind != "escalate" or deadline is None:
+            return []
+        escalation = self._escalation(self._rule(incident.severity, deadline.kind))
+        if not escalation.channel:
+            return []
+        return [Alert(escalation.channel, self.say(
+            "escalation_undeliverable", incident.language, kind=deadline.kind, due=deadline.due_at,
+            ref=incident.ref, title=incident.title, channel=self.views.channel(incident), reason=reason,
+            people=self._people(incident, escalation.roles)))]
+
+    def undelivered(self, s: Session, incident: Incident) -> str:
+        """The status lines of this incident's reminders that could not be posted ('' if none)."""
+        rows = s.execute(select(Reminder.kind, Deadline.kind, Deadline.due_at, Reminder.last_error)
+                         .join(Deadline, Deadline.id == Reminder.deadline_id)
+                         .where(Reminder.incident_id == incident.id, Reminder.state == "failed")
+                         .order_by(Reminder.due_at)).all()
+        if not rows:
+            return ""
+        return Trusted(self.say("undelivered_reminders", incident.language,
+                                rows=[(r[0], r[1], r[2], r[3] or "") for r in rows]))
 
     def _people(self, incident: Incident, roles: list[str]) -> list:
         """Mentions of the holders of these roles, or the role names where nobody holds one."""

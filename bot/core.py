@@ -491,7 +491,8 @@ class Core(Drafting, Clocks, Closing, Delivery, Once):
             severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
             lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
             open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
-            open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures], problems=problems)
+            open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures], problems=problems,
+            undelivered=self.undelivered(s, incident))
         return text, problems
 
     def standing_messages(self, incident_id: int) -> list[Message]:

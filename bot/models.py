@@ -260,7 +260,8 @@ class Reminder(Base):
     __tablename__ = "reminders"
     # The scheduler's two questions (what is due, when is the next) read these in order.
     __table_args__ = (Index("ix_reminders_pending_due", "state", "due_at"),
-                      Index("ix_reminders_pending_lease", "state", "lease_until"))
+                      Index("ix_reminders_pending_lease", "state", "lease_until"),
+                      Index("ix_reminders_pending_retry", "state", "next_attempt_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     # None for a job of the incident itself (archive the channel), not of a deadline
     deadline_id: Mapped[int | None] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"), index=True,
@@ -268,11 +269,17 @@ class Reminder(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(10))  # remind, escalate, archive
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, cancelled
+    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, cancelled, failed
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     late: Mapped[bool] = mapped_column(default=False)
+    # Delivery: how often it was claimed (a second claim looks for what the first one posted), when a
+    # transiently failed row may be tried again (its own back-off, never everyone's), and the last
+    # error, which is the reason of a `failed` row.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class Lesson(Base):

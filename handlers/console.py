@@ -411,7 +411,7 @@ class Console:
                     for alert in alerts:
                         self.say(f"[{self.t('console_announcement', channel=alert.channel.lstrip('#'))}] "
                                  f"{to_terminal(alert.text)}")
-                    self.core.mark_sent(reminder_id)
+                    self.core.mark_sent(reminder_id, self.worker)
                     sent += 1
         return sent
 

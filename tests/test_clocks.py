@@ -77,7 +77,7 @@ def fire_claimed(core: Core, ids: list[int], worker: str, now: datetime) -> list
         outcome, alerts = fired
         headers = [header_text(m) for m in outcome.updates if m.key == "header"]
         posted.extend(Posted(now, text, alerts, headers[0] if headers else None) for text in outcome.notices)
-        core.mark_sent(reminder_id)
+        core.mark_sent(reminder_id, worker)
     return posted
 
 
@@ -612,10 +612,10 @@ def test_a_claim_not_confirmed_sent_is_claimed_again_after_the_lease(core, clock
     assert core.fire(reminder, "nobody") is None
     outcome, _ = core.fire(reminder, "b")
     assert outcome.notices == [remind(ACK, "02:15", "8 min", "<@U1>", late=True)]
-    core.mark_sent(reminder)
+    core.mark_sent(reminder, "b")
     sent_at = reminder_rows(core)[reminder].sent_at
     clock.advance(minutes=1)
-    core.mark_sent(reminder)  # a retried confirmation is harmless
+    core.mark_sent(reminder, "b")  # a retried confirmation is harmless
     assert reminder_rows(core)[reminder].sent_at == sent_at and reminder_rows(core)[reminder].state == "sent"
     clock.advance(minutes=5)
     assert reminder not in core.claim_due("c")
@@ -631,7 +631,7 @@ def test_a_failed_post_is_released_and_sent_at_the_next_wake_up(core, clock):
     assert core.next_due() == at(minutes=5)
     assert core.claim_due("b") == [reminder]
     assert core.fire(reminder, "b")[0].notices == [remind(ACK, "02:15", "10 min", "<@U1>")]
-    core.mark_sent(reminder)
+    core.mark_sent(reminder, "b")
     assert core.claim_due("a") == []
 
 

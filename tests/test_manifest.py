@@ -15,7 +15,7 @@ def test_manifest_declares_command_scopes_interactivity_and_events():
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     # conversations.create/invite/setTopic, chat.postMessage/update, the command, @mentions
     assert {"commands", "chat:write", "chat:write.public", "channels:manage", "channels:join",
-            "app_mentions:read", "files:write", "users:read"} <= scopes
+            "app_mentions:read", "files:write", "users:read", "channels:history", "groups:history"} <= scopes
     settings = manifest["settings"]
     assert settings["interactivity"]["is_enabled"] is True
     for url in (commands[0]["url"], settings["interactivity"]["request_url"],

@@ -96,7 +96,7 @@ def run_until(core: Core, clock, until: datetime, worker: str = "w1") -> list[tu
                 continue
             outcome, _alerts = fired
             posted.extend((clock.now, text) for text in outcome.notices)
-            core.mark_sent(reminder_id)
+            core.mark_sent(reminder_id, worker)
     else:
         raise AssertionError("the scheduler kept waking")
     clock.now = max(clock.now, until)
@@ -712,7 +712,7 @@ def test_the_archive_job_fires_seven_days_after_close(db, playbook, clock):
     clock.now = T("02:45", day=29)
     [job] = core.claim_due("w1")
     outcome, alerts = core.fire(job, "w1")
-    core.mark_sent(job)
+    core.mark_sent(job, "w1")
     assert outcome.archive is True and alerts == []
     assert outcome.notices == [":file_cabinet: Archiving this channel now. The retrospective stays here; "
                                "`crisisbot export` still gives the whole record."]
@@ -774,7 +774,7 @@ def test_a_scheduled_archive_that_slack_refused_promises_nothing_more(core, cloc
     [job] = core.claim_due("w1")
     assert core.fire(job, "w1")[0].archive is True
     failed = core.archive_failed(iid, "restricted_action")   # Slack said no: the channel stays open
-    core.mark_sent(job)
+    core.mark_sent(job, "w1")
     assert "will be archived" not in footer(summary_of(failed))
     assert pending_reminders(core, iid) == []
     assert "restricted_action" in failed.notices[0]

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,11 +20,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core import Core, Outcome
 from bot.delivery import announcement_subject
 from bot.messages import Message
+from handlers.reminders import RetryLater, Undeliverable
 from handlers.slack.blocks import to_blocks
 from handlers.slack.people import People
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
+# Reminder delivery. Its posts carry this metadata event with the reminder's id, so a re-delivery
+# after a crash finds what was posted (conversations.history, include_all_metadata).
+REMINDER_EVENT = "crisisbot_reminder"
+REMINDER_TIMEOUT = 15  # seconds per call; a slower answer is a transient failure of that row
+HISTORY_PAGES = 3      # of 200 messages: how far back a re-delivery looks for its earlier post
+# A failed reminder post: 429, 5xx, timeouts and these codes are transient (that row waits); every
+# other error of an answered call is permanent (is_archived, channel_not_found, not_in_channel when
+# joining fails, account_inactive, invalid_auth, missing_scope, a refused message): the row fails.
+TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+                       "request_timeout"})
 
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
@@ -33,9 +45,19 @@ LIST_PAGE = 999
 NOT_FOUND_FOR = 600.0  # seconds
 
 
-def _by_name(channel: str) -> str:
-    """Slack takes a channel by id, or by name when it starts with # (chat.postMessage only)."""
-    return channel if CHANNEL_ID.fullmatch(channel) else "#" + channel.lstrip("#")
+def delivery_error(exc: SlackApiError) -> Exception:
+    """A failed reminder post as the runner needs it: this row never (Undeliverable) or later (RetryLater)."""
+    error = str(exc.response.get("error") or "")
+    status = exc.response.status_code or 200
+    if status == 429 or error == "ratelimited":
+        try:
+            after = timedelta(seconds=max(1, int(exc.response.headers.get("Retry-After", "1"))))
+        except (TypeError, ValueError):
+            after = None
+        return RetryLater("ratelimited", after)
+    if status >= 500 or error in TRANSIENT or not error:
+        return RetryLater(error or f"HTTP {status}")
+    return Undeliverable(error)
 
 
 def slack_error(exc: Exception) -> str:
@@ -143,16 +165,93 @@ class Publisher:
             await self.apply(reopened)
             return False
 
-    async def deliver_reminder(self, outcome: Outcome, alerts: list) -> None:
-        """A reminder or escalation: the notice must reach the channel, or the row is retried."""
-        for notice in outcome.notices:
-            await self.client.chat_postMessage(channel=outcome.channel_id, text=notice)
-        if outcome.updates:  # its own messages only: a reminder is never held up by repairing others
+    @property
+    def reminder_client(self) -> AsyncWebClient:
+        """The client reminders are posted with: no retries inside a call. A rate limit's Retry-After
+        slept inside the call would hold the lease and every other row behind it, and a retry after a
+        timeout could post twice; the runner retries that one row instead, from the database."""
+        if getattr(self, "_reminder_client", None) is None:
+            self._reminder_client = AsyncWebClient(token=self.client.token, base_url=self.client.base_url,
+                                                   timeout=REMINDER_TIMEOUT, retry_handlers=[])
+        return self._reminder_client
+
+    async def deliver_reminder(self, outcome: Outcome, alerts: list, *, reminder_id: int | None = None,
+                               retry: bool = False) -> None:
+        """A reminder or escalation: the notice must reach the channel. Raises Undeliverable when it
+        never can, RetryLater when not now; on a re-delivery (`retry`) a notice already there is kept."""
+        for part, notice in enumerate(outcome.notices):
+            if retry and reminder_id is not None and await self._reminder_posted(
+                    outcome.channel_id, reminder_id, part):
+                log.info("%s: reminder %s was posted by an earlier attempt; not again", outcome.ref, reminder_id)
+                continue
+            metadata = None if reminder_id is None else {
+                "event_type": REMINDER_EVENT, "event_payload": {"reminder_id": reminder_id, "part": part}}
+            await self._post_reminder(outcome.channel_id, notice, metadata)
+        if outcome.updates:
+            # its own messages only: a reminder is never held up by repairing others
             await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates, everything=False)
         if outcome.archive:  # a failure is reported in the channel; retrying on a timer would repeat it
             await self.archive(outcome)
+        await self.post_alerts(alerts, outcome.ref)
+
+    async def post_alerts(self, alerts: list, ref: str = "alert") -> None:
+        """An escalation's copy in the alert channel, or what a failed reminder tells it instead; the
+        channel is found by id like the announcement channel, so joining it works."""
         for alert in alerts:
-            await self._call("chat_postMessage", outcome.ref, channel=_by_name(alert.channel), text=alert.text)
+            try:
+                await self._post_message(await self.channel_id(alert.channel), alert.text)
+            except Exception as exc:  # logged; the escalation itself went out or is marked failed
+                log.error("%s: alert to %s failed: %s", ref, alert.channel, slack_error(exc))
+
+    async def _post_reminder(self, channel: str, text: str, metadata: dict | None) -> None:
+        client = self.reminder_client
+        try:
+            try:
+                await client.chat_postMessage(channel=channel, text=text, metadata=metadata)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "not_in_channel":
+                    raise
+                # Removed from a public channel: join again (a private one refuses, and the row fails).
+                try:
+                    await client.conversations_join(channel=channel)
+                except SlackApiError as join:
+                    log.error("could not rejoin %s: %s", channel, slack_error(join))
+                    raise Undeliverable("not_in_channel") from join
+                await client.chat_postMessage(channel=channel, text=text, metadata=metadata)
+        except SlackApiError as exc:
+            raise delivery_error(exc) from exc
+        except (Undeliverable, RetryLater):
+            raise
+        except Exception as exc:  # a timeout, a dropped connection: the post may or may not be there
+            raise RetryLater(type(exc).__name__) from exc
+
+    async def _reminder_posted(self, channel: str, reminder_id: int, part: int) -> bool:
+        """Is this reminder's notice among the channel's recent messages (an attempt that crashed)?"""
+        cursor = None
+        for _ in range(HISTORY_PAGES):
+            try:
+                response = await self.reminder_client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=200, **({"cursor": cursor} if cursor else {}))
+            except SlackApiError as exc:
+                error = delivery_error(exc)
+                if isinstance(error, RetryLater):
+                    raise error from exc
+                # No history scope (an app made from an older manifest), or the bot was removed: the
+                # post itself says what is wrong or goes out; rather twice than never.
+                log.warning("could not read the history of %s: %s", channel, slack_error(exc))
+                return False
+            except Exception as exc:
+                raise RetryLater(type(exc).__name__) from exc
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if (metadata.get("event_type") == REMINDER_EVENT and str(payload.get("reminder_id")) == str(reminder_id)
+                        and str(payload.get("part", 0)) == str(part)):
+                    return True
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not response.get("has_more") or not cursor:
+                return False
+        return False
 
     async def sync(self, incident_id: int, channel: str, messages: list[Message],
                    told: list[str] | None = None, everything: bool = True) -> None:

@@ -53,7 +53,7 @@ def _timestamp_readable(request: web.Request) -> bool:
 
 
 async def _start_reminders(bot: SlackBot) -> None:
-    runner = ReminderRunner(bot.core, bot.publisher.deliver_reminder)
+    runner = ReminderRunner(bot.core, bot.publisher.deliver_reminder, alert=bot.publisher.post_alerts)
     bot.publisher.after_apply = runner.poke
     bot.reminders = runner
     runner.start()
@@ -65,6 +65,7 @@ async def _start_reminders(bot: SlackBot) -> None:
 async def _stop_reminders(bot: SlackBot) -> None:
     if getattr(bot, "reminders", None):
         bot.reminders.stop()
+        await bot.reminders.drain()
 
 
 def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> None:

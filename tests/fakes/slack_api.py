@@ -96,6 +96,7 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._failures: dict[str, list[str]] = {}
         self._matching_failures: list[list] = []  # [method, error, predicate, times left]
+        self._faults = _Faults()  # delays and rate limits a test sets (see delay, rate_limit)
         # One re-entrant lock guards all state; the condition lets wait_for sleep on it.
         self._cond = threading.Condition(threading.RLock())
         self._ids = itertools.count(1)
@@ -123,6 +124,7 @@ class FakeSlack:
             "conversations.setTopic": self._conversations_set_topic,
             "conversations.info": self._conversations_info,
             "conversations.archive": self._conversations_archive,
+            "conversations.history": self._conversations_history,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -386,7 +388,19 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else params.get("token")
         params.pop("token", None)
-        resp = self._handle(request.match_info["method"], params, token=token)
+        method = request.match_info["method"]
+        limited = self._rate_limited(method, params)
+        if limited is not None:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(limited)})
+        before, after, when = self._faults.delays.get(method, (0.0, 0.0, None))
+        if when is not None and not when(params):
+            before = after = 0.0
+        if before:
+            await asyncio.sleep(before)
+        resp = self._handle(method, params, token=token)
+        if after:  # done, but the answer is slow: the caller cannot tell whether it happened
+            await asyncio.sleep(after)
         # Real Slack signals rate limiting with HTTP 429; slack_sdk's retry handlers key on it.
         if resp.get("error") == "ratelimited":
             return web.json_response(resp, status=429, headers={"Retry-After": "1"})
@@ -777,6 +791,7 @@ class FakeSlack:
     def _chat_post_message(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"), chat=True)
         text, blocks = self._content(p)
+        metadata = self._metadata(p)
         ts = self._new_ts()
         ch.messages[ts] = msg = {
             "text": text,
@@ -784,6 +799,8 @@ class FakeSlack:
             "user": self.bot_user_id,
             "thread_ts": p.get("thread_ts"),
         }
+        if metadata is not None:
+            msg["metadata"] = metadata
         return {
             "channel": ch.id,
             "ts": ts,
@@ -943,3 +960,103 @@ class FakeSlack:
         if not _truthy(p.get("delete_original")):
             self._content(p)
         return {}
+
+    # -- faults a test sets: a user archives, deletes, removes the bot; slow and rate-limited calls --
+
+    def archive_as_user(self, channel_id: str) -> None:
+        """A person archives the channel in Slack: it stays, with its members, but takes no posts."""
+        with self._cond:
+            self.channels[channel_id].is_archived = True
+
+    def unarchive_as_user(self, channel_id: str) -> None:
+        with self._cond:
+            self.channels[channel_id].is_archived = False
+
+    def convert_to_private(self, channel_id: str) -> None:
+        """An admin makes a public channel private: the bot can no longer join it by itself."""
+        with self._cond:
+            self.channels[channel_id].is_private = True
+
+    def delete_channel(self, channel_id: str) -> None:
+        """A workspace admin deletes the channel: every call naming it answers channel_not_found."""
+        with self._cond:
+            del self.channels[channel_id]
+
+    def remove_from_channel(self, channel_id: str, user: str | None = None) -> None:
+        """Someone removes a member (the bot by default) with /remove."""
+        with self._cond:
+            self.channels[channel_id].members.discard(user or self.bot_user_id)
+
+    def delay(self, method: str, seconds: float, *, answer_only: bool = False,
+              when: Callable[[dict], bool] | None = None) -> None:
+        """Every call of `method` (whose params `when` accepts, if given) takes `seconds` (0 ends it).
+        With answer_only the call takes effect at once and only its answer is late, as when a
+        response is lost: a timeout cannot tell."""
+        with self._cond:
+            if seconds:
+                self._faults.delays[method] = (0.0, seconds, when) if answer_only else (seconds, 0.0, when)
+            else:
+                self._faults.delays.pop(method, None)
+
+    def rate_limit(self, method: str, retry_after: int, times: int = 1,
+                   when: Callable[[dict], bool] | None = None) -> None:
+        """The next `times` calls of `method` (those whose params `when` accepts, if given: Slack limits
+        chat.postMessage per channel) get HTTP 429 with `Retry-After: retry_after` and do nothing."""
+        with self._cond:
+            self._faults.limits.append([method, when, retry_after, times])
+
+    def _rate_limited(self, method: str, params: dict) -> int | None:
+        with self._cond:
+            for limit in self._faults.limits:
+                name, when, retry_after, left = limit
+                if name == method and left > 0 and (when is None or when(params)):
+                    limit[3] -= 1
+                    self._calls.append(Call(method, dict(params), False, "ratelimited",
+                                            {"ok": False, "error": "ratelimited", "retry_after": retry_after}))
+                    self._cond.notify_all()
+                    return retry_after
+        return None
+
+    def _metadata(self, p: dict) -> dict | None:
+        """chat.postMessage's `metadata`: {"event_type": "...", "event_payload": {...}}, as Slack checks it."""
+        metadata = p.get("metadata")
+        if metadata in (None, ""):
+            return None
+        if not isinstance(metadata, dict):
+            raise SlackError("invalid_metadata_format")
+        event_type, payload = metadata.get("event_type"), metadata.get("event_payload")
+        if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
+            raise SlackError("invalid_metadata_schema")
+        return {"event_type": event_type, "event_payload": payload}
+
+    def _conversations_history(self, p: dict) -> dict:
+        """Newest first, `limit` (default 100, at most 999) a page, `cursor` for the next; a message's
+        metadata only with include_all_metadata. The bot must be a member."""
+        ch = self._channel(p.get("channel"), active=False)
+        try:
+            limit = min(max(int(p.get("limit") or 100), 1), 999)
+            start = int(p.get("cursor") or 0)
+        except ValueError:
+            raise SlackError("invalid_cursor" if p.get("cursor") else "invalid_limit") from None
+        with_metadata = _truthy(p.get("include_all_metadata"))
+        ordered = sorted(ch.messages.items(), key=lambda item: float(item[0]), reverse=True)
+        page = ordered[start : start + limit]
+        messages = []
+        for ts, msg in page:
+            out = {"type": "message", "ts": ts, "user": msg["user"], "text": msg["text"]}
+            if msg["user"] == self.bot_user_id:
+                out["bot_id"] = "B1"
+            if msg.get("blocks"):
+                out["blocks"] = msg["blocks"]
+            if with_metadata and msg.get("metadata"):
+                out["metadata"] = msg["metadata"]
+            messages.append(out)
+        more = start + limit < len(ordered)
+        return {"messages": messages, "has_more": more, "pin_count": 0,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
+@dataclass
+class _Faults:
+    delays: dict = field(default_factory=dict)   # method -> (seconds before, after handling, params predicate)
+    limits: list = field(default_factory=list)   # [method, params predicate or None, retry_after, calls left]

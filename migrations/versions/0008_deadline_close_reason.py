@@ -4,7 +4,7 @@ The retrospective used to compare the deadline's closed_at with the incident's r
 which differ by milliseconds. Old rows are filled in from what only resolve did: it closed
 the deadline in someone's name, while a severity change closed it in nobody's.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 23:50:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
