@@ -55,7 +55,7 @@ def test_reminder_then_escalation_in_slack(live_room):
     missed = posted(room, "Missed: the internal acknowledgement")[0]
     assert missed.params["channel"] == channel and "<@U1>" in missed.params["text"]
     alert = posted(room, "missed its internal acknowledgement")[0]
-    assert alert.params["channel"] == "#crisis-announcements" and f"<#{channel}>" in alert.params["text"]
+    assert alert.params["channel"] == room.announcements and f"<#{channel}>" in alert.params["text"]
     incident = room.core.incident_in_channel("T1", channel)
     assert "deadline.missed" in [e.kind for e in room.core.timeline(incident)]
     room.settle(1.5)
