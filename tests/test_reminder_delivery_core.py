@@ -76,3 +76,18 @@ def test_a_row_that_keeps_failing_counts_as_failed_and_its_escalation_goes_to_th
     assert reminder_rows(core)[escalation].state == "failed"
     assert "could not be posted: service_unavailable" in core.status(incident_id)
     assert core.claim_due("a") == []
+
+
+def test_a_failed_reminder_reads_as_a_sentence_in_the_export(core, clock):
+    from bot.export import to_markdown
+
+    incident_id = open_incident(core, severity=1)
+    clock.now = at(minutes=15)
+    escalation = core.claim_due("a")[-1]
+    core.fire(escalation, "a")
+    core.reminder_failed(escalation, "a", "is_archived")
+    timeline = to_markdown(core.retrospective(incident_id), core.playbook, {}).split("\n## Timeline (", 1)[1]
+    line = next(x for x in timeline.splitlines() if "is\\_archived" in x)  # Markdown-escaped
+    assert line.endswith("· @crisisbot · could not post the escalation of the internal acknowledgement deadline: "
+                         "is\\_archived")
+    assert "reminder.failed" not in timeline and "escalate" not in line
