@@ -29,8 +29,9 @@ _CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 @dataclass(frozen=True)
 class Alert:
-    channel: str
+    channel: str          # a channel, or with `direct` the person to tell privately
     text: str
+    direct: bool = False
 
 
 class Clocks:
@@ -343,12 +344,15 @@ class Clocks:
         if reminder.kind != "escalate" or deadline is None:
             return []
         escalation = self._escalation(self._rule(incident.severity, deadline.kind))
-        if not escalation.channel:
-            return []
-        return [Alert(escalation.channel, self.say(
-            "escalation_undeliverable", incident.language, kind=deadline.kind, due=deadline.due_at,
-            ref=incident.ref, title=incident.title, channel=self.views.channel(incident), reason=reason,
-            people=self._people(incident, escalation.roles)))]
+        text = self.say("escalation_undeliverable", incident.language, kind=deadline.kind, due=deadline.due_at,
+                        ref=incident.ref, title=incident.title, channel=self.views.channel(incident), reason=reason,
+                        people=self._people(incident, escalation.roles))
+        if escalation.channel:
+            return [Alert(escalation.channel, text)]
+        # No alert channel: the people the escalation is for hear it privately, or nobody would.
+        people = [u for role in escalation.roles for u in incident.holders(role)] or incident.holders(
+            self.playbook.lead_role)
+        return [Alert(user, text, direct=True) for user in dict.fromkeys(people)]
 
     def undelivered(self, s: Session, incident: Incident) -> str:
         """The status lines of this incident's reminders that could not be posted ('' if none)."""

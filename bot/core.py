@@ -245,6 +245,16 @@ class Core(Drafting, Clocks, Closing, Delivery, Once):
                 return "lost"
             return "record"
 
+    def extend_opening(self, incident_id: int) -> bool:
+        """While the first posts go out (slow when Slack rate-limits): keep this request's opening, so
+        neither a retry nor the sweep takes a start over that is still being finished."""
+        with self.db.transaction() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+            if incident is None or incident.opening_until is None or incident.opening_by != self.worker:
+                return False
+            incident.opening_until = self.clock() + self.opening_lease
+            return True
+
     def finish_opening(self, incident_id: int) -> None:
         """The channel is made and posted to: the incident is open, nothing is left to recover."""
         with self.db.transaction() as s:

@@ -197,6 +197,26 @@ def test_an_interrupted_start_without_a_channel_is_rolled_back_and_its_number_gi
             assert "CRISIS-1 is open" in answer  # the number was given back
 
 
+def test_a_start_whose_first_posts_outlast_its_lease_is_not_taken_for_interrupted(db, playbook):
+    """Slack is slow (every post takes 0.4 s, seven of them): the request keeps its opening while it
+    posts, so the sweep neither finishes it a second time nor tells the reporter it was interrupted."""
+    from datetime import timedelta
+
+    from bot.clock import system_clock
+
+    core = Core(db, playbook, clock=system_clock)
+    core.opening_lease = timedelta(seconds=0.6)
+    with holding_room(core, recovery_interval=0.2) as room:
+        room.fake.delay("chat.postMessage", 0.4)
+        channel, answer = room.start()
+        assert answer == f"CRISIS-1 is open in <#{channel}>. Claim your roles there."
+        room.fake.delay("chat.postMessage", 0)
+        time.sleep(1.0)  # several sweeps
+        assert [c for c in room.fake.calls_to("chat.postMessage") if c.params.get("channel") == "U1"] == []
+        assert len(room.fake.calls_to("conversations.setTopic")) == 1
+        assert len(room.fake.channels[channel].messages) == 7
+
+
 def test_the_sweep_for_interrupted_starts_runs_on_a_timer(core, clock):
     with holding_fake() as fake, served(core, fake, recovery_interval=0.3):
         time.sleep(0.5)  # the sweep at start found nothing

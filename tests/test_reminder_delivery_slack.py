@@ -86,6 +86,19 @@ def test_a_channel_that_is_gone_holds_up_no_other_incident(live_room, lose, reas
                                       ("remind", "failed", reason), ("escalate", "failed", reason)]
 
 
+def test_without_an_alert_channel_the_lead_hears_privately_of_an_escalation_nobody_could_see(db, playbook):
+    with slack_room(Core(db, quick(playbook, channel=None), clock=system_clock)) as room:
+        lost, _ = room.start("sev2 Charger overheats")
+        room.fake.archive_as_user(lost)
+        [told] = room.fake.wait_for("chat.postMessage", predicate=lambda c: (
+            c.params.get("channel") == "U1" and INSTEAD in c.params.get("text", "")))
+        assert f"<#{lost}> (is_archived)" in told.params["text"]
+        assert "*CRISIS-1: Charger overheats*" in told.params["text"]
+        room.settle(0.5)
+        assert [c.params["channel"] for c in room.fake.calls_to("chat.postMessage")
+                if INSTEAD in c.params.get("text", "")] == ["U1"]
+
+
 def test_status_shows_the_reminders_that_could_not_be_posted(live_room):
     room = live_room
     channel, _ = room.start("sev2 Charger overheats")
@@ -187,3 +200,21 @@ def deliver(fake: FakeSlack, channel: str) -> None:
     publisher = Publisher(None, make_client("xoxb-test", fake.url))
     outcome = Outcome(1, "CRISIS-1", channel, notices=["The internal acknowledgement is due"])
     asyncio.run(publisher.deliver_reminder(outcome, [], reminder_id=1))
+
+
+def test_a_redelivered_escalation_posts_its_alert_channel_copy_once():
+    """A process died after posting the escalation and its copy in the alert channel, before recording
+    them: the next claim finds both by their metadata and posts neither again."""
+    from bot.clocks import Alert
+
+    with FakeSlack() as fake:
+        channel, alerts_channel = fake.add_channel("crisis-1"), fake.add_channel("crisis-leadership")
+        publisher = Publisher(None, make_client("xoxb-test", fake.url))
+        outcome = Outcome(1, "CRISIS-1", channel, notices=["Missed: the internal acknowledgement"])
+        alert = [Alert("crisis-leadership", "CRISIS-1 missed its internal acknowledgement")]
+        asyncio.run(publisher.deliver_reminder(outcome, alert, reminder_id=7))
+        asyncio.run(publisher.deliver_reminder(outcome, alert, reminder_id=7, retry=True))
+        assert [m["text"] for m in fake.channels[channel].messages.values()] == [
+            "Missed: the internal acknowledgement"]
+        assert [m["text"] for m in fake.channels[alerts_channel].messages.values()] == [
+            "CRISIS-1 missed its internal acknowledgement"]

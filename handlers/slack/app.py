@@ -244,13 +244,28 @@ class SlackBot:
                     await self._drop_channel(channel[0], opening.ref)
                 return None
         outcome = await asyncio.to_thread(self.core.opened, opening.incident_id, channel[0], channel[1])
-        told = await self.publisher.apply(outcome, actor=opening.reporter)  # a failed invite is told with the link
+        async with self._holding_opening(opening.incident_id):
+            told = await self.publisher.apply(outcome, actor=opening.reporter)  # failed invites told with the link
         await asyncio.to_thread(self.core.finish_opening, opening.incident_id)
         said = outcome.private if create else self.core.say(
             "start_recovered", opening.language, ref=opening.ref, title=opening.title,
             channel=channel_link(channel[0]))
         await self._tell(respond, "\n".join([said, *told]))
         return channel[0]
+
+    @asynccontextmanager
+    async def _holding_opening(self, incident_id: int):
+        """Extend the opening's lease every third of it while the work inside runs."""
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.core.opening_lease.total_seconds() / 3)
+                await asyncio.to_thread(self.core.extend_opening, incident_id)
+
+        heartbeat = asyncio.ensure_future(beat())
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
 
     async def _drop_channel(self, channel: str, ref: str) -> None:
         """A channel made for an opening that another request completed: archived, so no empty room stays."""

@@ -192,14 +192,26 @@ class Publisher:
             await self.sync(outcome.incident_id, outcome.channel_id, outcome.updates, everything=False)
         if outcome.archive:  # a failure is reported in the channel; retrying on a timer would repeat it
             await self.archive(outcome)
-        await self.post_alerts(alerts, outcome.ref)
+        await self.post_alerts(alerts, outcome.ref, reminder_id=reminder_id, first_part=len(outcome.notices),
+                               retry=retry)
 
-    async def post_alerts(self, alerts: list, ref: str = "alert") -> None:
+    async def post_alerts(self, alerts: list, ref: str = "alert", *, reminder_id: int | None = None,
+                          first_part: int = 0, retry: bool = False) -> None:
         """An escalation's copy in the alert channel, or what a failed reminder tells it instead; the
-        channel is found by id like the announcement channel, so joining it works."""
-        for alert in alerts:
+        channel is found by id like the announcement channel, so joining it works. A reminder's copy
+        carries its metadata like its notice, so a re-delivery after a crash does not post it twice."""
+        for part, alert in enumerate(alerts, start=first_part):
+            metadata = None if reminder_id is None else {
+                "event_type": REMINDER_EVENT, "event_payload": {"reminder_id": reminder_id, "part": part}}
             try:
-                await self._post_message(await self.channel_id(alert.channel), alert.text)
+                if alert.direct:  # a person: a user id opens the bot's direct message with them
+                    await self.client.chat_postMessage(channel=alert.channel, text=alert.text)
+                    continue
+                target = await self.channel_id(alert.channel)
+                if retry and metadata and await self._reminder_posted(target, reminder_id, part):
+                    log.info("%s: the alert of reminder %s was posted by an earlier attempt", ref, reminder_id)
+                    continue
+                await self._post_message(target, alert.text, metadata=metadata)
             except Exception as exc:  # logged; the escalation itself went out or is marked failed
                 log.error("%s: alert to %s failed: %s", ref, alert.channel, slack_error(exc))
 
@@ -337,9 +349,11 @@ class Publisher:
                 log.warning("could not look up the id of #%s: %s", name, slack_error(exc))
         return self._channel_ids.get(name) or "#" + name
 
-    async def _post_message(self, channel: str, text: str, blocks: list | None = None) -> dict:
+    async def _post_message(self, channel: str, text: str, blocks: list | None = None,
+                            metadata: dict | None = None) -> dict:
+        extra = {"metadata": metadata} if metadata else {}
         try:
-            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, **extra)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "channel_not_found":  # deleted since it was looked up: look it up afresh next time
@@ -348,7 +362,7 @@ class Publisher:
                 raise
             # A public announcement channel the bot was never added to: join it once (by id), then post.
             await self.client.conversations_join(channel=channel)
-            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            return await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, **extra)
 
     async def invite(self, channel: str, users: list[str], incident_id: int | None = None,
                      actor: str | None = None, told: list[str] | None = None) -> None:
