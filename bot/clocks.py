@@ -334,6 +334,17 @@ class Clocks:
                 return []
             return self._fail(s, reminder, reason)
 
+    def _failed_reminders(self, s: Session, incident: Incident) -> list[Reminder]:
+        return list(s.scalars(select(Reminder).where(Reminder.incident_id == incident.id,
+                                                     Reminder.state == "failed")))
+
+    def _retry_failed_reminders(self, s: Session, incident: Incident) -> None:
+        """Repair: the failed rows are due again from the start (the channel may be back); one whose
+        deadline has passed meanwhile gives way to its escalation, as after a downtime."""
+        for reminder in self._failed_reminders(s, incident):
+            reminder.state, reminder.attempts, reminder.last_error = "pending", 0, None
+            reminder.next_attempt_at = reminder.lease_until = reminder.claimed_by = None
+
     def _fail(self, s: Session, reminder: Reminder, reason: str) -> list[Alert]:
         reminder.state, reminder.last_error = "failed", reason[:300]
         reminder.lease_until = reminder.next_attempt_at = None

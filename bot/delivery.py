@@ -248,7 +248,7 @@ class Delivery:
 
     def _repair_plan(self, s, incident, platform: str):
         """What a repair would do: the standing messages, who to invite, whether to set the topic, the
-        lost announcements, and how many things that is (escalations are retried by their own runner)."""
+        lost announcements, the failed reminders, and how many things that is."""
         problems = list(s.scalars(select(DeliveryProblem).where(
             DeliveryProblem.incident_id == incident.id, DeliveryProblem.platform == platform,
             DeliveryProblem.fixed_at.is_(None)).order_by(DeliveryProblem.id)))
@@ -259,13 +259,16 @@ class Delivery:
         invite = [p.subject for p in problems if p.kind == "invite" and p.subject]
         topic = any(p.kind == "topic" for p in problems)
         announcements = [(p.id, p.payload) for p in problems if p.kind == "announcement" and p.payload]
-        return standing, invite, topic, announcements, len(missing) + len(invite) + topic + len(announcements)
+        reminders = self._failed_reminders(s, incident)
+        return standing, invite, topic, announcements, (len(missing) + len(invite) + topic + len(announcements)
+                                                         + len(reminders))
 
     def repair(self, incident_id: int, user: str, platform: str) -> Repair:
         """Post what is missing, set the topic and invite again where that failed, resend lost announcements."""
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
             standing, invite, topic, announcements, count = self._repair_plan(s, incident, platform)
+            self._retry_failed_reminders(s, incident)  # the runner sends them: the channel may be back
             private = self.say("repair_started" if count else "repair_nothing", incident.language, count=count)
             log.info("%s: repair by %s on %s: %d things", incident.ref, user, platform, count)
             outcome = self._outcome(incident, private=private, updates=standing, topic=topic, invite=invite)

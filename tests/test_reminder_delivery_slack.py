@@ -112,6 +112,17 @@ def test_status_shows_the_reminders_that_could_not_be_posted(live_room):
     assert ":warning: The escalation of the missed internal acknowledgement (due " in answer
     assert answer.count("could not be posted: is_archived") == 2
 
+    # The channel is back: Repair sends the escalation there (the reminder is past; its escalation says it).
+    from tests.test_delivery_slack import repair, status
+
+    _, repair_button = status(room, channel)
+    assert repair_button is not None
+    assert "Trying again" in repair(room, channel, repair_button)
+    wait_until(lambda: in_channel(room, channel, MISSED))
+    room.settle(0.5)
+    assert len(in_channel(room, channel, MISSED)) == 1 and in_channel(room, channel, REMINDER) == []
+    assert "could not be posted" not in status(room, channel)[0]
+
 
 def test_a_bot_removed_from_a_public_channel_joins_again_and_posts(live_room):
     room = live_room

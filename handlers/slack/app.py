@@ -39,13 +39,14 @@ from bot.statements import check_text as check_statement
 from bot.texts import channel_link
 from handlers.slack import drafts, inbound
 from handlers.slack.blocks import modal_values, parse_action_id, start_modal, to_blocks
-from handlers.slack.publish import PLATFORM, Publisher, slack_error
+from handlers.slack.publish import LIST_PAGE, PLATFORM, Publisher, slack_error
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 10
 MAX_WHERE, MAX_LINK = 200, 500  # where a statement was published, and its link (as the core keeps them)
 MAX_NAMED = 50  # people looked up by name for an export; the rest are shown by id
-MAX_LIST_PAGES = 20  # conversations.list pages read to find an interrupted start's channel by its name
+# conversations.list pages (of 999, Slack's largest) read to find an interrupted start's channel by its name
+MAX_LIST_PAGES = 50
 EXPORT_LEASE = 300  # seconds an export holds its incident's guard, should its instance die meanwhile
 ACTIONS = (r"^(item\.(done|skip|reopen)|role\.(claim|assign)|stmt\.(approve|changes|reject|edit|publish)"
            r"|lesson\.(well|improve|action)|retro\.(export|archive)|repair\.posts)\|")
@@ -282,7 +283,8 @@ class SlackBot:
         try:
             for _ in range(MAX_LIST_PAGES):
                 response = await self.client.conversations_list(
-                    types="public_channel", exclude_archived=True, limit=200, **({"cursor": cursor} if cursor else {}))
+                    types="public_channel", exclude_archived=True, limit=LIST_PAGE,
+                    **({"cursor": cursor} if cursor else {}))
                 found += [c for c in response.get("channels") or [] if c.get("name") in names and c.get("is_member")]
                 cursor = (response.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
