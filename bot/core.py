@@ -501,7 +501,8 @@ class Core(Drafting, Clocks, Closing, Delivery, Once):
             severity=self.views.severity_label(incident), phase=self.views.phase_label(incident),
             lead=mention(lead) if lead else None, now=self.clock(), started=incident.created_at,
             open_items=[(i.title, self.views.role_label(incident, i.owner_role)) for i in open_items[:5]],
-            open_count=len(open_items), failures=[(p.key, p.last_error) for p in failures], problems=problems,
+            open_count=len(open_items), problems=problems,
+            failures=[(self.views.message_name(incident, p.key), p.last_error) for p in failures],
             undelivered=self.undelivered(s, incident))
         return text, problems
 

@@ -203,8 +203,9 @@ class Delivery:
         """What the person who acted is told privately about a failure."""
         with self.db.transaction() as s:
             incident = self._load(s, incident_id)
-            return self.say("problem_told", incident.language, kind=kind, reason=reason,
-                            who=mention(subject) if kind == "invite" and subject else subject or None,
+            who = (mention(subject) if kind == "invite" and subject else
+                   self.views.message_name(incident, subject) if kind == "post" else subject or None)
+            return self.say("problem_told", incident.language, kind=kind, reason=reason, who=who,
                             yourself=bool(actor) and subject == actor, channel=self.views.channel(incident),
                             announcement=self._announcement_label())
 
@@ -221,7 +222,8 @@ class Delivery:
             posted = {p.key: p for p in posts if p.platform == place}
             for item in pending(standing, posted, announcements=announcements):
                 if item.is_new:
-                    lines.append(self.say("status_missing", incident.language, key=item.message.key,
+                    lines.append(self.say("status_missing", incident.language,
+                                          key=self.views.message_name(incident, item.message.key),
                                           error=item.row.last_error if item.row else None))
         problems = s.scalars(select(DeliveryProblem).where(
             DeliveryProblem.incident_id == incident.id, DeliveryProblem.fixed_at.is_(None),

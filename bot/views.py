@@ -112,6 +112,12 @@ class Views:
             blocks.extend(self._item_blocks(incident, item, self.clickable(incident, item)))
         return Message(f"checklist:{step_key}", title, tuple(blocks))
 
+    def message_name(self, incident: Incident, key: str) -> str:
+        """A standing message as people call it ("the checklist step Assess"), never its key."""
+        kind, _, rest = key.partition(":")
+        step = next((s for s in self.playbook.checklist if s.key == rest), None) if kind == "checklist" else None
+        return self.t(incident, "message_name", kind=kind, detail=self.loc(incident, step.name) if step else rest)
+
     def clickable(self, incident: Incident, item: ChecklistItem) -> bool:
         """Items can be changed while the incident is live; after-resolve items also until close."""
         return incident.live or (incident.phase == "resolved" and self.playbook.after_resolve(item.key))

@@ -20,7 +20,7 @@ def test_status_offers_to_repair_a_missing_message_and_repair_shows_it_again(cor
                                               PostedMessage.key == "checklist:assess"))
     session.run("/crisis status", last_number(r"\[(\d+)\] Repair", "Repair button"), "/crisis status")
     _, first, second = session.text.split("> /crisis status")
-    assert "The message “checklist:assess” is missing from the channel." in first
+    assert "Missing from the channel: the checklist step Identify and assess." in first
     shown, _, repaired = first.partition("] Repair")
     assert shown
     assert "Trying again: 1 thing" in repaired

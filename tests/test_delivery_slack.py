@@ -53,11 +53,11 @@ def test_a_step_whose_post_failed_is_posted_by_the_next_change(room):
     room.fake.fail_matching("chat.postMessage", "internal_error", post_of(ASSESS))
     channel, answer = room.start()
     assert "CRISIS-1 is open" in answer
-    assert "The message “checklist:assess” could not be posted" in answer and "internal_error" in answer
+    assert "Not posted in" in answer and ": the checklist step Identify and assess (internal_error)" in answer
     assert "checklist:assess" not in {k for k, p in room.core.posted(1, "slack").items() if p.message_ref}
 
     text, repair_button = status(room, channel)
-    assert "The message “checklist:assess” is missing from the channel: internal_error" in text
+    assert "Missing from the channel: the checklist step Identify and assess (internal_error)." in text
     assert repair_button
 
     # Any later change of the incident reconciles every standing message, not only the ones it changed.

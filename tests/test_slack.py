@@ -400,7 +400,7 @@ def test_a_failed_update_keeps_the_change_and_is_shown_by_status(room):
     assert [e.kind for e in room.core.timeline(incident)][-1] == "role.assigned"  # … the claim stands
 
     _, name = room.send.command("status", user="U2", channel=channel)
-    assert "The message “roster” could not be updated: fatal_error" in room.private_answers(name)[0]
+    assert "Could not be updated: the role roster (fatal_error)" in room.private_answers(name)[0]
 
     # The next change brings the message up to date, and the warning goes away.
     room.send.click(button(roster, "role.claim", "comms"), "U3", channel)
