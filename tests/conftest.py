@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import hypothesis  # noqa: F401
 import pytest
+from slack_sdk import WebClient
 from sqlalchemy import create_engine, text
 
 from bot import playbook as playbooks
 from bot.core import Core
 from bot.db import Database, normalize_url
 from bot.playbook import Team
+from tests.fakes.slack_api import FakeSlack
 
 # hypothesis is imported above, before any test starts a server thread: its plugin would otherwise
 # import it at the end of a run while daemon threads still run, and CPython 3.11.7's compiler can
@@ -54,6 +56,20 @@ def database_url(request, tmp_path) -> str:
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def fake():
+    """The fake Slack Web API on loopback (tests/fakes/slack_api.py)."""
+    f = FakeSlack().start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def client(fake):
+    """A synchronous slack_sdk client of the fake."""
+    return WebClient(base_url=fake.url, token="xoxb-test")
 
 
 @pytest.fixture

@@ -2,23 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from slack_sdk import WebClient
-
-from tests.fakes.slack_api import FakeSlack
 from tests.test_fake_slack import error_of
-
-
-@pytest.fixture
-def fake():
-    f = FakeSlack().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
-def client(fake):
-    return WebClient(base_url=fake.url, token="xoxb-test")
 
 
 def test_conversations_join_takes_an_id_only(fake, client):

@@ -15,18 +15,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.fakes.slack_api import FakeSlack, validate_blocks
 
 
-@pytest.fixture
-def fake():
-    f = FakeSlack().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
-def client(fake):
-    return WebClient(base_url=fake.url, token="xoxb-test")
-
-
 def error_of(call, **kwargs):
     with pytest.raises(SlackApiError) as exc:
         call(**kwargs)
